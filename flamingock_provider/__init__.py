@@ -1,0 +1,1 @@
+"""flamingock_provider."""

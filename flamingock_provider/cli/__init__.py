@@ -1,0 +1,1 @@
+"""The ``flamingock`` command line: argparse wiring over :mod:`flamingock_provider.commands`."""

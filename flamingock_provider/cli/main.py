@@ -1,0 +1,113 @@
+"""``flamingock COMMAND PIPELINE_DIR [options]`` — exit codes: 0 ok, 1 failed, 2 usage, 3 lock, 4 blocked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flamingock_provider.cli import render
+from flamingock_provider.exceptions import FlamingockError, PipelineValidationError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2 with our prefix
+        self.print_usage(sys.stderr)
+        print(f"FAILED: {message}; see `flamingock --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flamingock", description="Versioned, audited, lock-protected changes.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = _Parser(add_help=False)
+    common.add_argument("pipeline_dir", metavar="PIPELINE_DIR", help="the pipeline folder")
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--traceback", action="store_true", help="show the Python traceback on errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    sub.add_parser("validate", parents=[common], help="parse and check the pipeline folder")
+    sub.add_parser("plan", parents=[common], help="what apply would do now (no lock, no change)")
+    sub.add_parser("status", parents=[common], help="each change's latest state and next action")
+    p = sub.add_parser("apply", parents=[common], help="apply pending changes under the lock")
+    p.add_argument("--until", metavar="ID", help="stop after this change")
+    p = sub.add_parser("history", parents=[common], help="audit entries, oldest first")
+    p.add_argument("--change", metavar="ID", help="only this change")
+    p = sub.add_parser("undo", parents=[common], help="roll back applied changes, newest first")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--to", metavar="ID", help="roll back every applied change after ID")
+    group.add_argument("--last", metavar="N", type=int, help="roll back the last N applied changes")
+    p = sub.add_parser("fix", parents=[common], help="resolve a blocked change")
+    p.add_argument("change_id", metavar="ID")
+    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"])
+    p.add_argument("--accept-checksum", action="store_true", help="record the file's current checksum")
+    p = sub.add_parser("unlock", parents=[common], help="release a stale lease")
+    p.add_argument("--force", action="store_true", help="also release a live lease")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
+    from flamingock_provider import commands
+
+    d = args.pipeline_dir
+    table: dict[str, Callable[[], tuple[dict[str, Any], Callable[[dict[str, Any]], str]]]] = {
+        "validate": lambda: (commands.validate(d), render.render_validate),
+        "plan": lambda: (commands.plan(d), render.render_status),
+        "status": lambda: (commands.status(d), render.render_status),
+        "apply": lambda: (commands.apply(d, args.until), render.render_run),
+        "history": lambda: (commands.history(d, args.change), render.render_history),
+        "undo": lambda: (commands.undo(d, to=args.to, last=args.last), render.render_run),
+        "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum), render.render_fix),
+        "unlock": lambda: (commands.unlock(d, args.force), render.render_unlock),
+    }
+    return table[args.command]()
+
+
+def exit_code_of(command: str, doc: dict[str, Any]) -> int:
+    if command == "validate":
+        return 0 if doc["ok"] else 1
+    if command in ("apply", "undo"):
+        return 1 if doc.get("failed") else 4 if doc.get("blocked") else 0
+    return 0
+
+
+def _error_json(err: FlamingockError) -> dict[str, Any]:
+    doc: dict[str, Any] = {"ok": False, "error": {"type": type(err).__name__, "message": str(err)}}
+    if isinstance(err, PipelineValidationError):
+        doc["errors"] = [{"file": i.file, "message": i.message} for i in err.issues]
+    for name in ("unit_id", "state", "reason", "fix", "owner"):
+        if hasattr(err, name):
+            doc["error"][name] = getattr(err, name)
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        doc, human = _dispatch(args)
+    except FlamingockError as err:
+        if args.traceback:
+            traceback.print_exc()
+        if args.json:
+            print(json.dumps(_error_json(err), indent=2, default=str))
+        print(f"FAILED: {err}", file=sys.stderr)
+        return err.exit_code
+    except Exception as err:
+        if args.traceback:
+            traceback.print_exc()
+        print(
+            f"FAILED: unexpected {type(err).__name__}: {err}; rerun with --traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(doc, indent=2, default=str) if args.json else human(doc))
+    code = exit_code_of(args.command, doc)
+    if code and not args.json:
+        print("FAILED: see above", file=sys.stderr)
+    return code

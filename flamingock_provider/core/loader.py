@@ -1,0 +1,583 @@
+"""Pipeline folder → :class:`Pipeline`, checking everything in one pass (SPEC sections 2 to 4).
+
+``validate_pipeline`` never raises on bad input: it returns every error and warning, each filed
+under the culprit's path relative to the pipeline folder. ``load_pipeline`` raises
+:class:`PipelineValidationError` with all of them. Files are never executed: YAML through a safe
+loader with bounded aliases, JSON, and Python units through ``ast``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flamingock_provider.core.model import (
+    AuditConfig,
+    ChangeUnit,
+    LockConfig,
+    LockMode,
+    OnFailure,
+    Pipeline,
+    Recovery,
+    RunMode,
+    Stage,
+    TargetConfig,
+)
+from flamingock_provider.core.suggest import did_you_mean
+from flamingock_provider.core.unit_parser import (
+    DocumentError,
+    Fields,
+    UnitFile,
+    UnitResult,
+    UnitScope,
+    describe,
+    parse_unit,
+    read_document,
+)
+from flamingock_provider.exceptions import PipelineValidationError, UsageError, ValidationIssue
+
+PIPELINE_FILES = ("pipeline.yaml", "pipeline.yml")
+STAGE_FILES = ("stage.yaml", "stage.yml")
+PAYLOAD_FOLDER = "files"
+MAIN_STAGE = "main"
+STAGE_FOLDER = re.compile(r"^(\d+)_([A-Za-z0-9][A-Za-z0-9_\-]*)$", re.ASCII)
+# NNNN_name.ext, or Flamingock's _NNNN__name.ext; four or more digits.
+UNIT_FILE = re.compile(r"^(?:(\d{4,})_|_(\d{4,})__)([A-Za-z0-9][\w\-.]*)\.(ya?ml|json|py)$", re.ASCII)
+PIPELINE_KEYS = (
+    *("id", "description", "schedule", "start_date", "tags", "audit", "lock", "targets"),
+    *("default_target", "recovery", "on_failure", "run_mode", "metadata"),
+)
+STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
+NAME_PATTERN = r"[A-Za-z0-9._-]+"
+TABLE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+UNEXPECTED_FILE = (
+    "unexpected file: unit files are named NNNN_name.yaml|yml|json|py (or _NNNN__name.*); "
+    "rename or remove it, so a change is never silently skipped"
+)
+UNEXPECTED_FOLDER = (
+    "unexpected folder: stage folders are named NN_name, payload files go in 'files/' at the pipeline "
+    "level; rename or remove it"
+)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of validating a pipeline folder; ``pipeline`` is None when there are errors."""
+
+    pipeline: Pipeline | None
+    errors: list[ValidationIssue] = field(default_factory=list)
+    warnings: list[ValidationIssue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _Log:
+    errors: list[ValidationIssue] = field(default_factory=list)
+    warnings: list[ValidationIssue] = field(default_factory=list)
+
+    def error(self, file: str, message: str) -> None:
+        self.errors.append(ValidationIssue(file, message))
+
+    def file(self, file: str, errors: Sequence[str], warnings: Sequence[str] = ()) -> None:
+        self.errors += [ValidationIssue(file, message) for message in errors]
+        self.warnings += [ValidationIssue(file, message) for message in warnings]
+
+
+@dataclass
+class _StageDraft:
+    name: str
+    order: int
+    folder: str
+    files: list[UnitFile]
+    settings: dict[str, Any] = field(default_factory=dict)
+    config: str = ""  # relative path of its stage.yaml, if any
+    units: list[ChangeUnit] = field(default_factory=list)
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+    """Load and validate a pipeline folder; raise :class:`PipelineValidationError` listing every problem."""
+    report = validate_pipeline(path)
+    if report.pipeline is None:
+        raise PipelineValidationError(str(path), report.errors)
+    return report.pipeline
+
+
+def validate_pipeline(path: str | os.PathLike[str]) -> ValidationReport:
+    """Check a pipeline folder and build its :class:`Pipeline` when it has no errors."""
+    root = Path(path).resolve()
+    if not root.is_dir():
+        return ValidationReport(None, [ValidationIssue("", f"pipeline folder {str(path)!r} not found")])
+    fingerprint = pipeline_fingerprint(root)
+    log = _Log()
+    configs, loose, stage_dirs = _scan_root(root, log)
+    settings, scope = _pipeline_settings(root, configs, log)
+    drafts = _stage_drafts(root, loose, stage_dirs, log)
+    _parse_units(scope, drafts, log)
+    _check_stages(drafts, log)
+    if log.errors:
+        return ValidationReport(None, log.errors, log.warnings)
+    pipeline = Pipeline(path=root, stages=_build_stages(drafts), fingerprint=fingerprint, **settings)
+    return ValidationReport(pipeline, log.errors, log.warnings)
+
+
+def discover_pipelines(changes_root: str | os.PathLike[str]) -> list[Path]:
+    """Return the pipeline folders directly under ``changes_root``, sorted by name."""
+    root = Path(changes_root)
+    if not root.is_dir():
+        raise UsageError(
+            f"changes folder {str(changes_root)!r} not found; point it at the folder of pipelines"
+        )
+    return sorted(entry for entry in root.iterdir() if not _ignored(entry.name) and _is_pipeline(entry))
+
+
+def _is_pipeline(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    for entry in folder.iterdir():
+        name = entry.name
+        if name in PIPELINE_FILES or UNIT_FILE.match(name) or (STAGE_FOLDER.match(name) and entry.is_dir()):
+            return True
+    return False
+
+
+def pipeline_fingerprint(path: str | os.PathLike[str]) -> str:
+    """Return a sha256 over (relative path, size, mtime) of every file the loader reads; no content reads."""
+    root = Path(path).resolve()
+    digest = hashlib.sha256()
+    for rel, entry in sorted(_fingerprinted(root, root)):
+        try:
+            info = entry.stat()
+            digest.update(f"{rel}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{rel}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+def _fingerprinted(root: Path, folder: Path) -> Iterator[tuple[str, Path]]:
+    """Yield every entry the loader looks at; the payload folder is walked whole."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if _ignored(entry.name):
+            continue
+        rel = entry.relative_to(root).as_posix()
+        yield rel, entry
+        if not entry.is_dir():
+            continue
+        # Stage folders (one level) and the payload folder (whole, without following symlinked folders).
+        if (folder == root and _inside(root, entry)) or (
+            rel.startswith(f"{PAYLOAD_FOLDER}/") and not entry.is_symlink()
+        ):
+            yield from _fingerprinted(root, entry)
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name == "__pycache__" or name.endswith(".md")
+
+
+def _inside(root: Path, entry: Path) -> bool:
+    return entry.resolve().is_relative_to(root)
+
+
+def _rel(root: Path, entry: Path) -> str:
+    return entry.relative_to(root).as_posix()
+
+
+def _entries(root: Path, folder: Path, log: _Log) -> list[Path]:
+    """List a folder's entries that are not ignored, reporting those that leave the pipeline folder."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as err:
+        log.error(_rel(root, folder), f"cannot list the folder: {err.strerror or err}")
+        return []
+    kept = []
+    for entry in entries:
+        if _ignored(entry.name):
+            continue
+        if not _inside(root, entry):
+            log.error(
+                _rel(root, entry), f"symlink to {entry.resolve()}, outside the pipeline folder; copy it in"
+            )
+            continue
+        kept.append(entry)
+    return kept
+
+
+def _scan_root(root: Path, log: _Log) -> tuple[list[Path], list[UnitFile], list[Path]]:
+    """Sort the pipeline folder's entries into config files, loose unit files and stage folders."""
+    configs: list[Path] = []
+    loose: list[UnitFile] = []
+    stage_dirs: list[Path] = []
+    for entry in _entries(root, root, log):
+        if entry.name in PIPELINE_FILES:
+            configs.append(entry)
+        elif entry.is_dir():
+            if entry.name == PAYLOAD_FOLDER:
+                continue
+            if STAGE_FOLDER.match(entry.name):
+                stage_dirs.append(entry)
+            else:
+                log.error(entry.name, UNEXPECTED_FOLDER)
+        else:
+            _add_unit_file(root, entry, MAIN_STAGE, loose, log)
+    if len(configs) > 1:
+        log.error(configs[1].name, f"both {configs[0].name} and {configs[1].name} exist; keep one")
+    return configs, loose, stage_dirs
+
+
+def _add_unit_file(root: Path, entry: Path, stage: str, files: list[UnitFile], log: _Log) -> None:
+    match = UNIT_FILE.match(entry.name)
+    if match is None:
+        log.error(_rel(root, entry), UNEXPECTED_FILE)
+        return
+    order = int(match.group(1) or match.group(2))
+    files.append(UnitFile(path=entry, rel=_rel(root, entry), stage=stage, order=order))
+
+
+def _pipeline_settings(root: Path, configs: list[Path], log: _Log) -> tuple[dict[str, Any], UnitScope]:
+    """Read pipeline.yaml into Pipeline keyword arguments and the scope units are checked against."""
+    errors: list[str] = []
+    data = _read_config(configs[0], errors) if configs else {}
+    fields = Fields(data if data is not None else {}, errors)
+    fields.check_keys(PIPELINE_KEYS)
+    settings = {
+        "id": _pipeline_id(fields, root.name),
+        "description": fields.text("description") or "",
+        "schedule": _schedule(fields),
+        "start_date": _start_date(fields),
+        "tags": tuple(_strings(fields, "tags")),
+        "audit": _audit(fields),
+        "lock": _lock(fields),
+        "recovery": fields.choice("recovery", Recovery) or Recovery.MANUAL_INTERVENTION,
+        "on_failure": fields.choice("on_failure", OnFailure) or OnFailure.ROLLBACK_FAILED,
+        "run_mode": fields.choice("run_mode", RunMode) or RunMode.TASK_PER_UNIT,
+        "metadata": _metadata(fields),
+    }
+    targets = _targets(fields) if data is not None else None
+    settings["targets"] = targets or {}
+    settings["default_target"] = _default_target(fields, targets)
+    log.file(configs[0].name if configs else "", errors)
+    names = frozenset(targets) if targets is not None else None
+    scope = UnitScope(root, names, settings["default_target"], settings["recovery"])
+    return settings, scope
+
+
+def _read_config(path: Path, errors: list[str]) -> dict[str, Any] | None:
+    """Return a config file's mapping ({} when empty), or None when it cannot be read."""
+    try:
+        _, data = read_document(path)
+    except DocumentError as err:
+        errors.append(str(err))
+        return None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        errors.append(f"top level must be a mapping (key: value), got {describe(data)}")
+        return None
+    return dict(data)
+
+
+def _pipeline_id(fields: Fields, folder_name: str) -> str:
+    raw = fields.data.get("id", folder_name)
+    if not isinstance(raw, str):
+        fields.error("id", f"must be a string, got {describe(raw)}")
+        return folder_name
+    pipeline_id = raw.lower().replace("-", "_")
+    if not re.fullmatch(r"[a-z0-9_]+", pipeline_id):
+        source = "field 'id'" if "id" in fields.data else "the folder name (no 'id:' in pipeline.yaml)"
+        fields.errors.append(
+            f"pipeline id {raw!r} from {source} must match [a-z0-9_]+ after lower-casing and '-'→'_'; "
+            "set a valid 'id:' in pipeline.yaml"
+        )
+    return pipeline_id
+
+
+def _schedule(fields: Fields) -> Any:
+    value = fields.data.get("schedule")
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
+        return list(value)
+    fields.error(
+        "schedule", f"must be null, a cron or preset string, or a list of asset URIs, got {describe(value)}"
+    )
+    return None
+
+
+def _start_date(fields: Fields) -> datetime | None:
+    value = fields.data.get("start_date")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    fields.error("start_date", f"{value!r} is not a date; write YYYY-MM-DD or an ISO 8601 datetime")
+    return None
+
+
+def _strings(fields: Fields, key: str) -> list[str]:
+    value = fields.data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        fields.error(key, f"must be a list of strings, got {describe(value)}")
+        return []
+    return list(value)
+
+
+def _metadata(fields: Fields) -> dict[str, Any]:
+    value = fields.mapping("metadata") or {}
+    if not all(isinstance(key, str) for key in value):
+        fields.error("metadata", "keys must be strings")
+    return value
+
+
+def _audit(fields: Fields) -> AuditConfig:
+    sub = Fields(fields.mapping("audit") or {}, fields.errors, prefix="audit.")
+    sub.check_keys(("conn_id", "database", "table"))
+    values = {
+        "conn_id": sub.text("conn_id"),
+        "database": sub.text("database"),
+        "table": sub.text("table", pattern=TABLE_PATTERN, rule="use letters, digits and '_'"),
+    }
+    return AuditConfig(**{key: value for key, value in values.items() if value is not None})
+
+
+def _lock(fields: Fields) -> LockConfig:
+    sub = Fields(fields.mapping("lock") or {}, fields.errors, prefix="lock.")
+    sub.check_keys(("conn_id", "lease_seconds", "wait_timeout_seconds", "poke_interval_seconds", "mode"))
+    values: dict[str, Any] = {
+        "conn_id": sub.text("conn_id"),
+        "lease_seconds": sub.number("lease_seconds"),
+        "wait_timeout_seconds": sub.number("wait_timeout_seconds"),
+        "poke_interval_seconds": sub.number("poke_interval_seconds"),
+        "mode": sub.choice("mode", LockMode),
+    }
+    return LockConfig(**{key: value for key, value in values.items() if value is not None})
+
+
+def _targets(fields: Fields) -> dict[str, TargetConfig] | None:
+    """Return the named targets, or None when the section is broken (units then skip target checks)."""
+    before = len(fields.errors)
+    data = fields.mapping("targets") or {}
+    targets = {}
+    for name, spec in data.items():
+        target = _target(name, spec, fields.errors)
+        if target is not None:
+            targets[name] = target
+    return targets if len(fields.errors) == before else None
+
+
+def _target(name: Any, spec: Any, errors: list[str]) -> TargetConfig | None:
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        errors.append(f"field 'targets': invalid target name {name!r}; use letters, digits, '.', '_', '-'")
+        return None
+    if not isinstance(spec, Mapping):
+        errors.append(
+            f"field 'targets.{name}': must be a mapping {{conn_id, database}}, got {describe(spec)}"
+        )
+        return None
+    fields = Fields(spec, errors, prefix=f"targets.{name}.")
+    fields.check_keys(("conn_id", "database"))
+    conn_id = fields.text("conn_id", required=True)
+    database = fields.text("database")
+    return TargetConfig(name=name, conn_id=conn_id, database=database) if conn_id else None
+
+
+def _default_target(fields: Fields, targets: dict[str, TargetConfig] | None) -> str | None:
+    name = fields.text("default_target")
+    if name is None:
+        return next(iter(targets)) if targets and len(targets) == 1 else None
+    if targets is not None and name not in targets:
+        hint = did_you_mean(name, targets) if targets else "; define it under 'targets:'"
+        fields.error("default_target", f"unknown target {name!r}{hint}")
+    return name
+
+
+def _stage_drafts(root: Path, loose: list[UnitFile], stage_dirs: list[Path], log: _Log) -> list[_StageDraft]:
+    """Return the stages in run order (loose units first, as 'main'), with their unit files."""
+    drafts = [_StageDraft(MAIN_STAGE, 0, "", loose)] if loose else []
+    for folder in sorted(stage_dirs, key=lambda d: (_stage_number(d.name), d.name)):
+        drafts.append(_stage_folder(root, folder, log))
+    _check_stage_names(drafts, log)
+    for draft in drafts:
+        draft.files.sort(key=lambda f: (f.order, f.rel))
+    return drafts
+
+
+def _stage_number(name: str) -> int:
+    return int(name.partition("_")[0])
+
+
+def _stage_folder(root: Path, folder: Path, log: _Log) -> _StageDraft:
+    number, _, name = folder.name.partition("_")
+    draft = _StageDraft(name, int(number), folder.name, [])
+    configs = []
+    for entry in _entries(root, folder, log):
+        if entry.name in STAGE_FILES:
+            configs.append(entry)
+        elif entry.is_dir():
+            log.error(_rel(root, entry), UNEXPECTED_FOLDER)
+        else:
+            _add_unit_file(root, entry, draft.name, draft.files, log)
+    if len(configs) > 1:
+        log.error(_rel(root, configs[1]), f"both {configs[0].name} and {configs[1].name} exist; keep one")
+    if configs:
+        draft.config = _rel(root, configs[0])
+        draft.settings = _stage_settings(configs[0], draft.config, log)
+    return draft
+
+
+def _stage_settings(path: Path, rel: str, log: _Log) -> dict[str, Any]:
+    errors: list[str] = []
+    fields = Fields(_read_config(path, errors) or {}, errors)
+    fields.check_keys(STAGE_KEYS)
+    depends_on = fields.data.get("depends_on")
+    if depends_on is not None and not (
+        isinstance(depends_on, list) and all(isinstance(name, str) for name in depends_on)
+    ):
+        fields.error("depends_on", f"must be a list of stage names, got {describe(depends_on)}")
+        depends_on = None
+    settings = {
+        "depends_on": tuple(depends_on) if depends_on is not None else None,
+        "when": fields.text("when"),
+        "run_after_failure": bool(fields.flag("run_after_failure")),
+        "description": fields.text("description") or "",
+    }
+    log.file(rel, errors)
+    return settings
+
+
+def _check_stage_names(drafts: list[_StageDraft], log: _Log) -> None:
+    by_name: dict[str, _StageDraft] = {}
+    by_order: dict[int, _StageDraft] = {}
+    for draft in drafts:
+        where = draft.folder or "."
+        if draft.name in by_name:
+            other = by_name[draft.name].folder or "loose unit files (stage 'main')"
+            log.error(where, f"duplicate stage name {draft.name!r}: also {other}; rename one")
+        if draft.folder and draft.order in by_order and by_order[draft.order].folder:
+            log.error(
+                where,
+                f"duplicate stage number {draft.order}: also {by_order[draft.order].folder}; renumber one",
+            )
+        by_name.setdefault(draft.name, draft)
+        by_order.setdefault(draft.order, draft)
+
+
+def _parse_units(scope: UnitScope, drafts: list[_StageDraft], log: _Log) -> None:
+    """Parse every unit file, then check ids and order numbers across the whole pipeline."""
+    ids: dict[str, str] = {}
+    orders: dict[int, str] = {}
+    for draft in drafts:
+        for file in draft.files:
+            result = parse_unit(scope, file)
+            log.file(file.rel, result.errors, result.warnings)
+            _check_unique(file, result, ids, orders, log)
+            if result.unit is not None:
+                draft.units.append(result.unit)
+
+
+def _check_unique(
+    file: UnitFile, result: UnitResult, ids: dict[str, str], orders: dict[int, str], log: _Log
+) -> None:
+    if result.id is not None and result.id in ids:
+        log.error(
+            file.rel,
+            f"duplicate id {result.id!r}: also in {ids[result.id]}; ids must be unique in a pipeline",
+        )
+    if file.order in orders:
+        log.error(file.rel, f"duplicate order number {file.order}: also {orders[file.order]}; renumber one")
+    if result.id is not None:
+        ids.setdefault(result.id, file.rel)
+    orders.setdefault(file.order, file.rel)
+
+
+def _check_stages(drafts: list[_StageDraft], log: _Log) -> None:
+    names = [draft.name for draft in drafts]
+    for position, draft in enumerate(drafts):
+        _check_depends_on(draft, names[:position], names, log)
+        if not draft.files:
+            log.warnings.append(ValidationIssue(draft.folder, "stage has no change units; it is skipped"))
+
+
+def _build_stages(drafts: list[_StageDraft]) -> tuple[Stage, ...]:
+    """Build the stages that have units; empty ones are skipped and their dependencies passed on."""
+    kept = [draft for draft in drafts if draft.files]
+    return tuple(_stage(draft, _effective_depends_on(draft, drafts, kept)) for draft in kept)
+
+
+def _check_depends_on(draft: _StageDraft, earlier: list[str], names: list[str], log: _Log) -> None:
+    for name in draft.settings.get("depends_on") or ():
+        if name in earlier:
+            continue
+        if name in names:
+            problem = (
+                f"stage {name!r} does not come before {draft.name!r}; a stage may depend only on earlier ones"
+            )
+        else:
+            problem = f"unknown stage {name!r}{did_you_mean(name, names)}"
+        log.error(draft.config, f"field 'depends_on': {problem}")
+
+
+def _effective_depends_on(
+    draft: _StageDraft, drafts: list[_StageDraft], kept: list[_StageDraft]
+) -> tuple[str, ...] | None:
+    """Return the stage's dependencies with skipped (empty) stages replaced by their own dependencies."""
+    deps = _resolve_skipped(_declared(draft, drafts), drafts)
+    position = kept.index(draft)
+    implicit = (kept[position - 1].name,) if position else ()
+    if draft.settings.get("depends_on") is None and deps == implicit:
+        return None
+    return deps
+
+
+def _declared(draft: _StageDraft, drafts: list[_StageDraft]) -> tuple[str, ...]:
+    declared = draft.settings.get("depends_on")
+    if declared is not None:
+        return tuple(declared)
+    position = drafts.index(draft)
+    return (drafts[position - 1].name,) if position else ()
+
+
+def _resolve_skipped(deps: tuple[str, ...], drafts: list[_StageDraft]) -> tuple[str, ...]:
+    by_name = {draft.name: draft for draft in drafts}
+    out: list[str] = []
+    for name in deps:
+        stage = by_name.get(name)
+        if stage is None or stage.files:
+            resolved: tuple[str, ...] = (name,)
+        else:
+            resolved = _resolve_skipped(_declared(stage, drafts), drafts)
+        out += [dep for dep in resolved if dep not in out]
+    return tuple(out)
+
+
+def _stage(draft: _StageDraft, depends_on: tuple[str, ...] | None) -> Stage:
+    return Stage(
+        name=draft.name,
+        order=draft.order,
+        folder=draft.folder,
+        units=tuple(draft.units),
+        depends_on=depends_on,
+        when=draft.settings.get("when"),
+        run_after_failure=draft.settings.get("run_after_failure", False),
+        description=draft.settings.get("description", ""),
+    )

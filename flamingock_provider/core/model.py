@@ -1,0 +1,275 @@
+"""Domain model: pipelines, stages, change units, audit entries, leases. Frozen and I/O free."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+class State(str, enum.Enum):
+    STARTED = "STARTED"
+    APPLIED = "APPLIED"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    MANUAL_MARKED_AS_APPLIED = "MANUAL_MARKED_AS_APPLIED"
+    MANUAL_MARKED_AS_ROLLED_BACK = "MANUAL_MARKED_AS_ROLLED_BACK"
+
+
+class Action(str, enum.Enum):
+    APPLY = "apply"
+    ROLLBACK = "rollback"
+    UNDO = "undo"
+    FIX = "fix"
+
+
+class TxStrategy(str, enum.Enum):
+    NON_TX = "NON_TX"
+    TX_SHARED = "TX_SHARED"
+    TX_SEPARATE = "TX_SEPARATE"
+
+
+class Recovery(str, enum.Enum):
+    MANUAL_INTERVENTION = "manual_intervention"
+    ALWAYS_RETRY = "always_retry"
+
+
+class OnFailure(str, enum.Enum):
+    ROLLBACK_FAILED = "rollback_failed"
+    ROLLBACK_STAGE = "rollback_stage"
+    ROLLBACK_RUN = "rollback_run"
+
+
+class RunMode(str, enum.Enum):
+    TASK_PER_UNIT = "task_per_unit"
+    TASK_PER_STAGE = "task_per_stage"
+
+
+class LockMode(str, enum.Enum):
+    RESCHEDULE = "reschedule"
+    DEFERRABLE = "deferrable"
+    POKE = "poke"
+
+
+class NextAction(str, enum.Enum):
+    APPLY = "apply"
+    SKIP = "skip"
+    BLOCKED = "blocked"
+
+
+APPLIED_STATES = frozenset({State.APPLIED, State.MANUAL_MARKED_AS_APPLIED})
+ROLLED_BACK_STATES = frozenset({State.ROLLED_BACK, State.MANUAL_MARKED_AS_ROLLED_BACK})
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """A named target system: an Airflow connection plus backend options (e.g. a MongoDB database)."""
+
+    name: str
+    conn_id: str
+    database: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Where the audit log (and, by default, the lease) lives. ``conn_id=None`` is the embedded store."""
+
+    conn_id: str | None = None
+    database: str | None = None
+    table: str = "flamingock_audit_log"
+    lock_table: str = "flamingock_lock"
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    conn_id: str | None = None
+    lease_seconds: float = 300
+    wait_timeout_seconds: float = 1800
+    poke_interval_seconds: float = 15
+    mode: LockMode = LockMode.RESCHEDULE
+
+
+@dataclass(frozen=True)
+class Step:
+    """One apply/rollback pair of a template unit. ``rollback=None`` means "derive it or none"."""
+
+    apply: Mapping[str, Any]
+    rollback: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ChangeUnit:
+    id: str
+    author: str
+    order: int
+    stage: str
+    source_file: str  # relative to the pipeline folder, POSIX separators
+    checksum: str
+    kind: str  # "template" | "python"
+    template: str | None = None
+    steps: tuple[Step, ...] = ()
+    description: str = ""
+    target: str | None = None
+    transactional: bool | None = None  # None: the default for the target and operation
+    recovery: Recovery = Recovery.MANUAL_INTERVENTION
+    run_always: bool = False
+    when: str | None = None
+    has_rollback: bool = False  # python units: a rollback() is defined
+
+    @property
+    def change_type(self) -> str:
+        return self.template if self.kind == "template" and self.template else "python"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    order: int
+    folder: str  # relative folder, "" for units directly in the pipeline folder
+    units: tuple[ChangeUnit, ...]
+    depends_on: tuple[str, ...] | None = None  # None: the previous stage
+    when: str | None = None
+    run_after_failure: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: str
+    path: Path
+    stages: tuple[Stage, ...]
+    description: str = ""
+    schedule: Any = None
+    start_date: datetime | None = None
+    tags: tuple[str, ...] = ()
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
+    targets: Mapping[str, TargetConfig] = field(default_factory=dict)
+    default_target: str | None = None
+    recovery: Recovery = Recovery.MANUAL_INTERVENTION
+    on_failure: OnFailure = OnFailure.ROLLBACK_FAILED
+    run_mode: RunMode = RunMode.TASK_PER_UNIT
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # sha256 over every file the pipeline was built from
+
+    @property
+    def units(self) -> tuple[ChangeUnit, ...]:
+        return tuple(unit for stage in self.stages for unit in stage.units)
+
+    def unit(self, unit_id: str) -> ChangeUnit:
+        for unit in self.units:
+            if unit.id == unit_id:
+                return unit
+        raise KeyError(unit_id)
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def target_of(self, unit: ChangeUnit) -> TargetConfig | None:
+        name = unit.target or self.default_target
+        return self.targets.get(name) if name else None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+    trace: str = ""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One state transition of one change unit (SPEC §6). The latest entry of a change decides."""
+
+    pipeline: str
+    stage: str
+    change_id: str
+    author: str
+    state: State
+    action: Action
+    created_at: datetime
+    execution_id: str
+    change_order: int = 0
+    change_type: str = ""
+    source_file: str = ""
+    checksum: str = ""
+    target: str | None = None
+    transactional: bool = False
+    tx_strategy: TxStrategy = TxStrategy.NON_TX
+    recovery: Recovery = Recovery.MANUAL_INTERVENTION
+    execution_ms: int | None = None
+    error: ErrorInfo | None = None
+    lock_token: int | None = None
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    try_number: int | None = None
+    triggered_by: str | None = None
+    hostname: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    undo_state: Any = None  # what a rollback needs that only apply could know (e.g. generated ids)
+    seq: int | None = None  # store-assigned order, None until stored
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of every field."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, ErrorInfo):
+                value = {"type": value.type, "message": value.message, "trace": value.trace}
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
+        """Build an entry from :meth:`to_dict` output (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["state"] = State(kwargs["state"])
+        kwargs["action"] = Action(kwargs["action"])
+        if "tx_strategy" in kwargs:
+            kwargs["tx_strategy"] = TxStrategy(kwargs["tx_strategy"])
+        if "recovery" in kwargs:
+            kwargs["recovery"] = Recovery(kwargs["recovery"])
+        if isinstance(kwargs.get("created_at"), str):
+            kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"])
+        err = kwargs.get("error")
+        if isinstance(err, Mapping):
+            kwargs["error"] = ErrorInfo(err.get("type", ""), err.get("message", ""), err.get("trace", ""))
+        kwargs["metadata"] = dict(kwargs.get("metadata") or {})
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """The current holder of a pipeline's lease as a store reports it."""
+
+    key: str
+    owner: str
+    token: int
+    acquired_at: datetime
+    expires_at: datetime
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "owner": self.owner,
+            "token": self.token,
+            "acquired_at": self.acquired_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }

@@ -1,0 +1,498 @@
+"""One file at a time: safe reads of unit and config documents, and change units built from them.
+
+Nothing here raises on bad input: every problem becomes a message (``field 'x': ...``) that the
+loader files under the culprit's path, so one pass reports everything.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, TypeVar
+
+import yaml
+
+from flamingock_provider.core.model import ChangeUnit, Recovery, Step
+from flamingock_provider.core.python_unit import parse_python_source
+from flamingock_provider.core.suggest import did_you_mean
+from flamingock_provider.core.template import Template, get_template, template_names
+
+MAX_DOCUMENT_BYTES = 1 << 20  # unit, pipeline.yaml and stage.yaml files
+MAX_PAYLOAD_BYTES = 16 << 20  # files referenced with `file:` (seed data, long SQL scripts)
+MAX_ALIAS_NODES = 10_000  # YAML nodes reached again through aliases: stops "billion laughs" files
+ID_PATTERN = r"[A-Za-z0-9._-]+"
+TEMPLATE_UNIT_KEYS = (
+    *("id", "author", "description", "target", "transactional", "recovery", "run_always", "when"),
+    *("template", "apply", "rollback", "steps"),
+)
+NOT_COMPENSABLE = "not compensable: a failure needs manual intervention; "
+
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+E = TypeVar("E", bound=enum.Enum)
+
+
+class DocumentError(Exception):
+    """A file cannot be read as a document; the message says why and what to do."""
+
+
+def read_bytes(path: Path, limit: int) -> bytes:
+    """Read a regular file of at most ``limit`` bytes, checking the size before reading."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError("not a regular file; remove it or replace it with a file")
+        if info.st_size > limit:
+            raise DocumentError(_too_big(info.st_size, limit))
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as err:
+        raise DocumentError(f"cannot read the file: {err.strerror or err}") from err
+    if len(raw) > limit:
+        raise DocumentError(_too_big(len(raw), limit))
+    return raw
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"file is {size:,} bytes, over the {limit:,}-byte limit; split it or move data elsewhere"
+
+
+def decode_utf8(raw: bytes) -> str:
+    """Decode UTF-8 (a leading BOM is dropped) or explain where the file is not UTF-8."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DocumentError(
+            f"not UTF-8: byte 0x{raw[err.start]:02x} at line {line}; save the file as UTF-8"
+        ) from err
+    return text.removeprefix("\ufeff")
+
+
+def read_document(path: Path) -> tuple[bytes, Any]:
+    """Return the raw bytes and the parsed content of a YAML or JSON file."""
+    raw = read_bytes(path, MAX_DOCUMENT_BYTES)
+    text = decode_utf8(raw)
+    return raw, load_json(text) if path.suffix == ".json" else load_yaml(text)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document safely: plain types only, bounded alias expansion, no duplicate keys."""
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DocumentError(f"YAML syntax error{where}: {err.problem or err.context}") from err
+    except (yaml.YAMLError, RecursionError) as err:
+        raise DocumentError(f"invalid YAML: {err}") from err
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Walk the node graph iteratively, expanding aliases only up to :data:`MAX_ALIAS_NODES`."""
+    seen: set[int] = set()
+    repeats = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            repeats += 1
+            if repeats > MAX_ALIAS_NODES:
+                raise DocumentError(
+                    f"YAML aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an alias bomb or a "
+                    "recursive anchor); write the values out instead of using '&anchor'/'*alias'"
+                )
+        else:
+            seen.add(id(node))
+            _check_duplicate_keys(node)
+        stack.extend(_children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_duplicate_keys(node: yaml.Node) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    keys: set[tuple[str, str]] = set()
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        if (key.tag, key.value) in keys:
+            raise DocumentError(f"duplicate key {key.value!r} at line {key.start_mark.line + 1}; keep one")
+        keys.add((key.tag, key.value))
+
+
+def load_json(text: str) -> Any:
+    """Parse JSON, rejecting duplicate keys."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except json.JSONDecodeError as err:
+        raise DocumentError(f"JSON syntax error at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    except RecursionError as err:
+        raise DocumentError("JSON is nested too deeply") from err
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DocumentError(f"duplicate key {key!r}; keep one")
+        out[key] = value
+    return out
+
+
+def describe(value: Any) -> str:
+    """Return a short ``type value`` description for messages."""
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
+class Fields:
+    """Typed reads of one mapping; every problem is appended to ``errors`` as ``field 'x': ...``."""
+
+    def __init__(self, data: Mapping[Any, Any], errors: list[str], *, prefix: str = "", upper: bool = False):
+        self.data = data
+        self.errors = errors
+        self.prefix = prefix
+        self.upper = upper
+
+    def label(self, key: str) -> str:
+        return self.prefix + (key.upper() if self.upper else key)
+
+    def error(self, key: str, problem: str) -> None:
+        self.errors.append(f"field {self.label(key)!r}: {problem}")
+
+    def check_keys(self, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        for key in self.data:
+            if key not in allowed:
+                self.error(str(key), f"unknown key{did_you_mean(str(key), allowed)}")
+
+    def text(self, key: str, *, required: bool = False, pattern: str = "", rule: str = "") -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self.error(key, "required")
+            return None
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.error(key, f"must be a non-empty string, got {describe(value)}")
+            return None
+        if pattern and not re.fullmatch(pattern, value):
+            self.error(key, f"invalid value {value!r}: {rule}")
+            return None
+        return value
+
+    def flag(self, key: str) -> bool | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, bool):
+            self.error(key, f"must be true or false, got {describe(value)}")
+            return None
+        return value
+
+    def choice(self, key: str, kind: type[E]) -> E | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        options = [str(member.value) for member in kind]
+        if not isinstance(value, str) or value not in options:
+            self.error(key, f"unknown value {value!r}{did_you_mean(str(value), options)}")
+            return None
+        return kind(value)
+
+    def number(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            self.error(key, f"must be a positive number of seconds, got {describe(value)}")
+            return None
+        return value
+
+    def mapping(self, key: str, *, required: bool = False) -> dict[Any, Any] | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self.error(key, "required")
+            return None
+        if not isinstance(value, Mapping):
+            self.error(key, f"must be a mapping (key: value), got {describe(value)}")
+            return None
+        return dict(value)
+
+
+@dataclass(frozen=True)
+class UnitScope:
+    """What a unit is checked against: its pipeline folder and the (possibly broken) pipeline.yaml."""
+
+    root: Path  # the resolved pipeline folder
+    targets: frozenset[str] | None  # None: pipeline.yaml's targets could not be read, skip target checks
+    default_target: str | None = None
+    recovery: Recovery = Recovery.MANUAL_INTERVENTION
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    path: Path
+    rel: str  # relative to the pipeline folder, POSIX separators
+    stage: str
+    order: int
+
+
+@dataclass
+class UnitResult:
+    """A parsed unit (None when it has errors), its id when readable (for duplicate checks), problems."""
+
+    unit: ChangeUnit | None = None
+    id: str | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_unit(scope: UnitScope, file: UnitFile) -> UnitResult:
+    """Build one change unit from a YAML, JSON or Python file."""
+    try:
+        raw = read_bytes(file.path, MAX_DOCUMENT_BYTES)
+        text = decode_utf8(raw)
+        if file.path.suffix == ".py":
+            return _python_unit(scope, file, raw, text)
+        data = load_json(text) if file.path.suffix == ".json" else load_yaml(text)
+    except DocumentError as err:
+        return UnitResult(errors=[str(err)])
+    return _template_unit(scope, file, raw, data)
+
+
+def _header(fields: Fields, scope: UnitScope) -> dict[str, Any]:
+    """Read the fields YAML, JSON and Python units share."""
+    return {
+        "id": fields.text("id", required=True, pattern=ID_PATTERN, rule="use letters, digits, '.', '_', '-'"),
+        "author": fields.text("author", required=True),
+        "description": fields.text("description") or "",
+        "target": _target(fields, scope),
+        "transactional": fields.flag("transactional"),
+        "recovery": fields.choice("recovery", Recovery) or scope.recovery,
+        "run_always": bool(fields.flag("run_always")),
+        "when": fields.text("when"),
+    }
+
+
+def _target(fields: Fields, scope: UnitScope) -> str | None:
+    name = fields.text("target")
+    if name is None or scope.targets is None or name in scope.targets:
+        return name
+    hint = did_you_mean(name, scope.targets) if scope.targets else "; pipeline.yaml defines no 'targets:'"
+    fields.error("target", f"unknown target {name!r}{hint}")
+    return None
+
+
+def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> UnitResult:
+    source = parse_python_source(text)
+    result = UnitResult(errors=list(source.errors))
+    if not source.parsed:
+        return result
+    header = _header(Fields(source.settings, result.errors, upper=True), scope)
+    result.id = header["id"]
+    has_rollback = "rollback" in source.functions
+    if header["transactional"] is not True and not has_rollback:
+        result.warnings.append(NOT_COMPENSABLE + "define rollback(ctx)")
+    if not result.errors:
+        result.unit = ChangeUnit(
+            **header,
+            order=file.order,
+            stage=file.stage,
+            source_file=file.rel,
+            checksum=hashlib.sha256(raw).hexdigest(),
+            kind="python",
+            has_rollback=has_rollback,
+        )
+    return result
+
+
+def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> UnitResult:
+    result = UnitResult()
+    if not isinstance(data, Mapping):
+        result.errors.append(
+            f"top level must be a mapping of unit fields (id, author, ...), got {describe(data)}"
+        )
+        return result
+    fields = Fields(data, result.errors)
+    fields.check_keys(TEMPLATE_UNIT_KEYS)
+    header = _header(fields, scope)
+    result.id = header["id"]
+    name = _template_name(fields)
+    steps, labels = _steps(fields)
+    payloads = _payload_files(scope.root, steps, labels, result.errors)
+    if name is not None:
+        _need_target(header, scope, result.errors)
+        _check_template(name, steps, labels, header["transactional"], result)
+    checksum = _checksum(raw, payloads, result.errors)
+    if not result.errors and name is not None:
+        result.unit = ChangeUnit(
+            **header,
+            order=file.order,
+            stage=file.stage,
+            source_file=file.rel,
+            checksum=checksum,
+            kind="template",
+            template=name,
+            steps=steps,
+        )
+    return result
+
+
+def _template_name(fields: Fields) -> str | None:
+    name = fields.text("template", required=True)
+    known = template_names()
+    if name is None or name in known:
+        return name
+    hint = did_you_mean(name, known) or "; built-in: sql, http.request, mongo.*, dynamodb.*, s3.*"
+    fields.error("template", f"unknown template {name!r}{hint}")
+    return None
+
+
+def _steps(fields: Fields) -> tuple[tuple[Step, ...], tuple[str, ...]]:
+    """Return the steps and the message prefix of each (``""`` or ``"steps[i]."``)."""
+    if "steps" not in fields.data:
+        apply = fields.mapping("apply", required=True)
+        rollback = fields.mapping("rollback")
+        return ((Step(apply, rollback),), ("",)) if apply is not None else ((), ())
+    if "apply" in fields.data or "rollback" in fields.data:
+        fields.error("steps", "give either 'apply'/'rollback' or 'steps', not both")
+        return (), ()
+    items = fields.data["steps"]
+    if not isinstance(items, list) or not items:
+        fields.error("steps", f"must be a non-empty list of {{apply, rollback}}, got {describe(items)}")
+        return (), ()
+    parsed = [_step(item, f"steps[{i}].", fields.errors) for i, item in enumerate(items)]
+    kept = [(step, f"steps[{i}].") for i, step in enumerate(parsed) if step is not None]
+    return tuple(step for step, _ in kept), tuple(label for _, label in kept)
+
+
+def _step(item: Any, prefix: str, errors: list[str]) -> Step | None:
+    if not isinstance(item, Mapping):
+        errors.append(f"field {prefix[:-1]!r}: must be a mapping {{apply, rollback}}, got {describe(item)}")
+        return None
+    fields = Fields(item, errors, prefix=prefix)
+    fields.check_keys(("apply", "rollback"))
+    apply = fields.mapping("apply", required=True)
+    rollback = fields.mapping("rollback")
+    return Step(apply, rollback) if apply is not None else None
+
+
+def _payload_files(
+    root: Path, steps: tuple[Step, ...], labels: tuple[str, ...], errors: list[str]
+) -> list[tuple[str, str, Path]]:
+    """Check every ``file:`` reference of the steps; return (field label, reference, path) triples."""
+    found: list[tuple[str, str, Path]] = []
+    for step, label in zip(steps, labels, strict=True):
+        for part, payload in (("apply", step.apply), ("rollback", step.rollback)):
+            if payload is None or "file" not in payload:
+                continue
+            where = f"{label}{part}.file"
+            problem, path = _payload_path(root, payload["file"])
+            if problem:
+                errors.append(f"field {where!r}: {problem}")
+            elif path is not None:
+                found.append((where, payload["file"], path))
+    return found
+
+
+def _payload_path(root: Path, value: Any) -> tuple[str, Path | None]:
+    """Return (problem, path) for a payload reference; it must stay inside the pipeline folder."""
+    if not isinstance(value, str) or not value.strip():
+        return (
+            f"must be a path relative to the pipeline folder (e.g. 'files/x.sql'), got {describe(value)}",
+            None,
+        )
+    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).anchor:
+        return f"absolute path {value!r} not allowed; give a path relative to the pipeline folder", None
+    if "\\" in value:
+        return f"{value!r}: use '/' as the separator", None
+    if ".." in PurePosixPath(value).parts:
+        return f"{value!r}: '..' not allowed; payload files must be inside the pipeline folder", None
+    path = (root / value).resolve()
+    if not path.is_relative_to(root):
+        return f"{value!r} resolves to {path}, outside the pipeline folder (a symlink?); copy it inside", None
+    if not path.is_file():
+        return f"file {value!r} not found in the pipeline folder", None
+    return "", path
+
+
+def _need_target(header: Mapping[str, Any], scope: UnitScope, errors: list[str]) -> None:
+    if header["target"] is None and scope.default_target is None and scope.targets is not None:
+        errors.append("no target: set 'target:' in the unit or 'default_target' in pipeline.yaml")
+
+
+def _check_template(
+    name: str,
+    steps: tuple[Step, ...],
+    labels: tuple[str, ...],
+    transactional: bool | None,
+    result: UnitResult,
+) -> None:
+    try:
+        template = get_template(name)
+    except ImportError:
+        return  # known by name, but its module is not importable here: its payload goes unchecked
+    valid = [
+        step
+        for step, label in zip(steps, labels, strict=True)
+        if not _validate(template, step, label, result)
+    ]
+    if len(valid) != len(steps):
+        return
+    if transactional and not all(template.is_transactional(step.apply) for step in steps):
+        why = " (DDL)" if template.target_kind in ("sql", "mongo", "dynamodb") else ""
+        result.errors.append(
+            f"field 'transactional': template {name!r} cannot run in a transaction{why}; "
+            "remove it or set false"
+        )
+    elif not _compensable(template, steps, transactional):
+        result.warnings.append(NOT_COMPENSABLE + "add 'rollback:'")
+
+
+def _validate(template: Template, step: Step, label: str, result: UnitResult) -> list[str]:
+    problems = template.validate(step.apply, step.rollback)
+    result.errors.extend(p.replace("field '", f"field '{label}", 1) for p in problems)
+    return problems
+
+
+def _compensable(template: Template, steps: tuple[Step, ...], transactional: bool | None) -> bool:
+    if transactional is not False and all(template.is_transactional(step.apply) for step in steps):
+        return True
+    return all(step.rollback is not None or template.derives_rollback(step.apply) for step in steps)
+
+
+def _checksum(raw: bytes, payloads: list[tuple[str, str, Path]], errors: list[str]) -> str:
+    """Return sha256 of the unit file, extended with every payload file it references.
+
+    Payload bytes are part of the checksum so that editing ``files/x.sql`` is drift exactly like
+    editing the unit itself. A unit without ``file:`` references has checksum ``sha256(unit bytes)``;
+    each reference adds ``b"\\0" + the path as written + b"\\0" + file bytes``, in step order.
+    """
+    digest = hashlib.sha256(raw)
+    for where, ref, path in payloads:
+        try:
+            data = read_bytes(path, MAX_PAYLOAD_BYTES)
+        except DocumentError as err:
+            errors.append(f"field {where!r}: {err}")
+            continue
+        digest.update(b"\0" + ref.encode() + b"\0" + data)
+    return digest.hexdigest()

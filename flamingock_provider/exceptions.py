@@ -1,0 +1,128 @@
+"""The one exception tree of flamingock_provider.
+
+::
+
+    FlamingockError                      exit code 1 unless a subclass says otherwise
+     ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
+     ├── ConfigurationError               a connection, target or backend cannot be used as configured
+     ├── UnitExecutionError               a change unit's apply or rollback raised
+     ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
+     ├── LeaseError
+     │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
+     │    └── LeaseLostError              the lease expired or was taken over mid-run
+     ├── StoreError                       the audit store or lease store failed (I/O, outage)
+     └── UsageError                       bad command-line or API arguments                  (exit 2)
+
+Backend errors (sqlite3, pymongo, botocore, redis) are translated once per backend, always with
+``raise ... from err``. Every message says what failed, which value, and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class FlamingockError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem found in a pipeline folder: the file (relative to the pipeline) and the message."""
+
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}" if self.file else self.message
+
+
+class PipelineValidationError(FlamingockError):
+    """A pipeline folder is invalid; nothing from it may run."""
+
+    def __init__(self, pipeline_dir: str, issues: list[ValidationIssue]) -> None:
+        self.pipeline_dir = pipeline_dir
+        self.issues = list(issues)
+        lines = "\n".join(f"  {issue}" for issue in self.issues)
+        noun = "problem" if len(self.issues) == 1 else "problems"
+        super().__init__(
+            f"pipeline {pipeline_dir!r} is invalid ({len(self.issues)} {noun}); nothing was applied:\n{lines}"
+        )
+
+    @property
+    def first_file(self) -> str:
+        return self.issues[0].file if self.issues else ""
+
+
+class ConfigurationError(FlamingockError):
+    """A connection, target or backend cannot be used as configured."""
+
+
+class UsageError(FlamingockError):
+    """Bad arguments to a command."""
+
+    exit_code = 2
+
+
+class UnitExecutionError(FlamingockError):
+    """A change unit's apply or rollback raised."""
+
+    def __init__(self, unit_id: str, phase: str, cause: BaseException) -> None:
+        self.unit_id = unit_id
+        self.phase = phase
+        self.cause = cause
+        super().__init__(f"change {unit_id!r}: {phase} failed: {type(cause).__name__}: {cause}")
+
+
+class BlockedError(FlamingockError):
+    """A change unit is blocked: manual intervention or drift. Carries the fix command."""
+
+    exit_code = 4
+
+    def __init__(self, unit_id: str, state: str | None, reason: str, fix: str) -> None:
+        self.unit_id = unit_id
+        self.state = state
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"change {unit_id!r} is blocked ({state}): {reason}. To resolve: {fix}")
+
+
+class LeaseError(FlamingockError):
+    """Base of lease (distributed lock) errors."""
+
+
+class LockTimeoutError(LeaseError):
+    """The pipeline's lease was not acquired within the wait timeout."""
+
+    exit_code = 3
+
+    def __init__(self, key: str, owner: str | None, expires_at: datetime | None, waited_s: float) -> None:
+        self.key = key
+        self.owner = owner
+        self.expires_at = expires_at
+        expiry = expires_at.isoformat() if expires_at else "unknown"
+        super().__init__(
+            f"lock for pipeline {key!r} not acquired after {waited_s:.0f}s: held by {owner!r} until {expiry}; "
+            f"wait for that run to finish, or if it is dead run `flamingock unlock <PIPELINE_DIR>`"
+        )
+
+
+class LeaseLostError(LeaseError):
+    """This runner no longer holds the lease: it must stop before any further change or audit write."""
+
+    def __init__(self, key: str, owner: str, token: int, detail: str = "") -> None:
+        self.key = key
+        self.owner = owner
+        self.token = token
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"lease lost for pipeline {key!r}: owner {owner!r} token {token} no longer holds it{extra}; "
+            f"stopped before any further change. Check `flamingock status` and run again"
+        )
+
+
+class StoreError(FlamingockError):
+    """The audit store or lease store failed (outage, I/O error, corrupt data)."""

@@ -1,0 +1,64 @@
+"""Open a target session from an Airflow connection (imports Airflow only when called)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flamingock_provider.core.model import TargetConfig
+from flamingock_provider.core.targets import TargetSession
+from flamingock_provider.exceptions import ConfigurationError
+
+# conn_type -> "module:factory"; every other conn_type is tried as a DB-API (common SQL) connection.
+TARGET_FACTORIES: dict[str, str] = {
+    "mongo": "flamingock_provider.targets.mongo:open_mongo_target",
+    "aws": "flamingock_provider.targets.aws:open_aws_target",
+    "http": "flamingock_provider.targets.http:open_http_target",
+}
+
+
+def get_connection(conn_id: str) -> Any:
+    """Resolve an Airflow connection (env vars, secrets backends, metadata DB)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as err:
+        raise ConfigurationError(
+            f"Airflow connection {conn_id!r} not found ({type(err).__name__}: {err}); create it "
+            f"(e.g. AIRFLOW_CONN_{conn_id.upper()}) or fix 'conn_id' in pipeline.yaml"
+        ) from err
+
+
+def open_target(config: TargetConfig) -> TargetSession:
+    """Return a session on the target named by ``config``."""
+    conn = get_connection(config.conn_id)
+    spec = TARGET_FACTORIES.get(conn.conn_type or "")
+    if spec is not None:
+        module, _, name = spec.partition(":")
+        factory = getattr(importlib.import_module(module), name)
+        return factory(config, conn)  # type: ignore[no-any-return]
+    return _open_sql(config, conn)
+
+
+def _open_sql(config: TargetConfig, conn: Any) -> TargetSession:
+    from flamingock_provider.targets.sql import DbApiTargetSession
+
+    try:
+        hook = conn.get_hook()
+    except Exception as err:
+        raise ConfigurationError(
+            f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} has no usable "
+            f"hook ({err}); install its Airflow provider"
+        ) from err
+    if not hasattr(hook, "get_conn") or not hasattr(hook, "get_records"):
+        raise ConfigurationError(
+            f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} is not a SQL "
+            f"database; use sql, mongo, aws or http connections"
+        )
+    if conn.conn_type == "sqlite":
+        # SqliteHook mis-parses `sqlite:////abs/path` (path in schema); accept host or schema.
+        import sqlite3
+
+        return DbApiTargetSession(sqlite3.connect(conn.host or conn.schema), config, hook=hook)
+    return DbApiTargetSession(hook.get_conn(), config, hook=hook)

@@ -1,0 +1,86 @@
+"""The ``sql`` template: statements (a string or a list) or a ``file:`` of statements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flamingock_provider.core.context import ChangeContext
+from flamingock_provider.core.template import Template
+from flamingock_provider.exceptions import ConfigurationError
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into statements (quotes, comments and BEGIN...END blocks respected)."""
+    import sqlparse
+
+    return [s.strip().rstrip(";").strip() for s in sqlparse.split(sql) if s.strip().rstrip(";").strip()]
+
+
+class SqlTemplate(Template):
+    name = "sql"
+    target_kind = "sql"
+    transactional = True
+    apply_keys = frozenset({"statements", "file"})
+    rollback_keys = frozenset({"statements", "file"})
+
+    def validate(self, apply: Mapping[str, Any], rollback: Mapping[str, Any] | None) -> list[str]:
+        problems = super().validate(apply, rollback)
+        for where, payload in (("apply", apply), ("rollback", rollback)):
+            if payload is not None:
+                problems += _check_payload(where, payload)
+        return problems
+
+    def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
+        _execute(ctx, payload)
+        return None
+
+    def rollback(
+        self,
+        ctx: ChangeContext,
+        payload: Mapping[str, Any],
+        rollback: Mapping[str, Any] | None,
+        undo_state: Any,
+    ) -> None:
+        if rollback is None:
+            raise ConfigurationError(
+                f"change {ctx.change.id!r}: the sql template derives no rollback; give 'rollback: {{statements: ...}}'"
+            )
+        _execute(ctx, rollback)
+
+
+def _check_payload(where: str, payload: Mapping[str, Any]) -> list[str]:
+    has_statements, has_file = "statements" in payload, "file" in payload
+    if has_statements == has_file:
+        return [f"field '{where}': give exactly one of 'statements' or 'file'"]
+    if has_file and not isinstance(payload["file"], str):
+        return [f"field '{where}.file': expected a relative path string, got {payload['file']!r}"]
+    statements = payload.get("statements")
+    if has_statements and not (
+        isinstance(statements, str)
+        or (isinstance(statements, list) and all(isinstance(s, str) for s in statements))
+    ):
+        return [f"field '{where}.statements': expected a string or a list of strings, got {statements!r}"]
+    return []
+
+
+def _statements(ctx: ChangeContext, payload: Mapping[str, Any]) -> list[str]:
+    if "file" in payload:
+        text = (Path(ctx.pipeline.path) / payload["file"]).read_text(encoding="utf-8")
+        return split_statements(str(ctx.render(text)))
+    raw = payload["statements"]
+    chunks = [raw] if isinstance(raw, str) else list(raw)
+    return [s for chunk in chunks for s in split_statements(chunk)]
+
+
+def _execute(ctx: ChangeContext, payload: Mapping[str, Any]) -> None:
+    session = ctx.target_session
+    if session is None or session.kind != "sql":
+        kind = session.kind if session else "none"
+        raise ConfigurationError(
+            f"change {ctx.change.id!r}: template 'sql' needs a SQL target, got {kind!r}; point 'target:' at a "
+            f"database connection"
+        )
+    for statement in _statements(ctx, payload):
+        session.execute(statement)  # type: ignore[attr-defined]

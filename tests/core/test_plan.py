@@ -1,0 +1,143 @@
+"""Every row of SPEC §7, decided from one audit snapshot."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from flamingock_provider.core.model import (
+    Action,
+    AuditEntry,
+    ChangeUnit,
+    NextAction,
+    Pipeline,
+    Recovery,
+    Stage,
+    State,
+    Step,
+    TxStrategy,
+)
+from flamingock_provider.core.plan import decide, first_blocked, plan_pipeline
+
+
+def unit(
+    uid: str = "u1",
+    *,
+    checksum: str = "c1",
+    recovery: Recovery = Recovery.MANUAL_INTERVENTION,
+    run_always: bool = False,
+) -> ChangeUnit:
+    return ChangeUnit(
+        id=uid,
+        author="a",
+        order=1,
+        stage="main",
+        source_file=f"0001_{uid}.yaml",
+        checksum=checksum,
+        kind="template",
+        template="sql",
+        steps=(Step({"statements": "SELECT 1"}),),
+        recovery=recovery,
+        run_always=run_always,
+    )
+
+
+def entry(
+    state: State,
+    *,
+    tx: TxStrategy = TxStrategy.NON_TX,
+    checksum: str = "c1",
+    recovery: Recovery = Recovery.MANUAL_INTERVENTION,
+    execution: str = "e1",
+) -> AuditEntry:
+    return AuditEntry(
+        pipeline="p",
+        stage="main",
+        change_id="u1",
+        author="a",
+        state=state,
+        action=Action.APPLY,
+        created_at=datetime.now(timezone.utc),
+        execution_id=execution,
+        checksum=checksum,
+        tx_strategy=tx,
+        transactional=tx is not TxStrategy.NON_TX,
+        recovery=recovery,
+    )
+
+
+def d(u: ChangeUnit, e: AuditEntry | None, markers=None):  # type: ignore[no-untyped-def]
+    return decide(u, e, pipeline_dir="dags/changes/p", markers=markers)
+
+
+@pytest.mark.parametrize("state", [None, State.ROLLED_BACK, State.MANUAL_MARKED_AS_ROLLED_BACK])
+def test_never_applied_or_rolled_back_applies(state: State | None) -> None:
+    assert d(unit(), entry(state) if state else None).action is NextAction.APPLY
+
+
+@pytest.mark.parametrize("state", [State.APPLIED, State.MANUAL_MARKED_AS_APPLIED])
+def test_applied_skips_unless_run_always(state: State) -> None:
+    assert d(unit(), entry(state)).action is NextAction.SKIP
+    assert d(unit(run_always=True), entry(state)).action is NextAction.APPLY
+
+
+@pytest.mark.parametrize("tx", [TxStrategy.TX_SEPARATE, TxStrategy.TX_SHARED])
+def test_failed_transactional_attempt_applies(tx: TxStrategy) -> None:
+    assert d(unit(), entry(State.FAILED, tx=tx)).action is NextAction.APPLY
+
+
+def test_started_tx_separate_marker_decides() -> None:
+    started = entry(State.STARTED, tx=TxStrategy.TX_SEPARATE, execution="run-9")
+    seen: list[str] = []
+
+    def present(u: ChangeUnit, e: AuditEntry) -> bool:
+        seen.append(e.execution_id)
+        return True
+
+    reconciled = d(unit(), started, markers=present)
+    assert reconciled.action is NextAction.SKIP and reconciled.reconcile and seen == ["run-9"]
+    absent = d(unit(), started, markers=lambda u, e: False)
+    assert absent.action is NextAction.APPLY and not absent.reconcile
+
+
+@pytest.mark.parametrize(
+    "latest",
+    [
+        entry(State.STARTED),
+        entry(State.FAILED),
+        entry(State.ROLLBACK_FAILED),
+    ],
+)
+def test_unfinished_blocks_under_manual_intervention_and_retries_under_always_retry(
+    latest: AuditEntry,
+) -> None:
+    blocked = d(unit(), latest)
+    assert blocked.action is NextAction.BLOCKED
+    assert blocked.fix == "flamingock fix dags/changes/p u1 --as rolled-back"
+    assert "manual_intervention" in blocked.reason and "--as applied" in blocked.reason
+    assert d(unit(recovery=Recovery.ALWAYS_RETRY), latest).action is NextAction.APPLY
+
+
+def test_always_retry_recorded_on_the_entry_also_retries() -> None:
+    latest = entry(State.STARTED, recovery=Recovery.ALWAYS_RETRY)
+    assert d(unit(), latest).action is NextAction.APPLY
+
+
+@pytest.mark.parametrize("state", [State.APPLIED, State.MANUAL_MARKED_AS_APPLIED])
+def test_checksum_drift_blocks_with_accept_checksum_fix(state: State) -> None:
+    drift = d(unit(checksum="new"), entry(state, checksum="old"))
+    assert drift.action is NextAction.BLOCKED
+    assert drift.fix == "flamingock fix dags/changes/p u1 --as applied --accept-checksum"
+    assert "drift" in drift.reason
+
+
+def test_plan_pipeline_uses_one_snapshot_and_finds_first_blocked() -> None:
+    units = (unit("u1"), unit("u2"))
+    pipeline = Pipeline(id="p", path=Path("/x"), stages=(Stage("main", 0, "", units),))
+    snapshot = {"u2": entry(State.FAILED)}
+    decisions = plan_pipeline(pipeline, snapshot, pipeline_dir="dir")
+    assert [x.action for x in decisions] == [NextAction.APPLY, NextAction.BLOCKED]
+    blocked = first_blocked(decisions)
+    assert blocked is not None and blocked.unit.id == "u2"

@@ -56,9 +56,7 @@ class Workspace:
 
             targets = open_target
         renderer = renderer or sandboxed_renderer(_cli_variables(run))
-        executor = UnitExecutor(
-            self.pipeline, self.store, targets, run, lease=lease, renderer=renderer, log=log
-        )
+        executor = UnitExecutor(self.pipeline, self.store, targets, run, lease=lease, renderer=renderer, log=log)
         return Engine(executor, pipeline_dir=self.pipeline_dir)
 
     def lease(self, owner: str | None = None) -> Lease:
@@ -100,7 +98,8 @@ def holding(ws: Workspace, owner: str | None = None) -> Iterator[Lease]:
     lease = ws.lease(owner)
     lease.acquire()
     try:
-        yield lease
+        with lease.heartbeat():
+            yield lease
     except LeaseLostError:
         lease.token = None  # a runner that lost its lease releases nothing
         raise

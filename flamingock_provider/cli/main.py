@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -86,16 +87,17 @@ def _error_json(err: FlamingockError) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    out = sys.stdout
     try:
-        doc, human = _dispatch(args)
+        # Airflow (imported lazily to resolve connections) logs to stdout: keep stdout for our document.
+        with contextlib.redirect_stdout(sys.stderr):
+            doc, human = _dispatch(args)
     except FlamingockError as err:
         if args.traceback:
             traceback.print_exc()
         if args.json:
-            print(json.dumps(_error_json(err), indent=2, default=str))
+            print(json.dumps(_error_json(err), indent=2, default=str), file=out)
         print(f"FAILED: {err}", file=sys.stderr)
         return err.exit_code
     except Exception as err:
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(doc, indent=2, default=str) if args.json else human(doc))
+    print(json.dumps(doc, indent=2, default=str) if args.json else human(doc), file=out)
     code = exit_code_of(args.command, doc)
     if code and not args.json:
         print("FAILED: see above", file=sys.stderr)

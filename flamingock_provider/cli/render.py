@@ -26,9 +26,7 @@ def render_status(doc: dict[str, Any]) -> str:
     rows = [[c["stage"], c["id"], c["state"] or "-", c["action"], c.get("fix") or ""] for c in doc["changes"]]
     lock = doc["lock"]
     holder = f"lock: held by {lock['owner']} until {lock['expires_at']}" if lock else "lock: free"
-    return f"pipeline {doc['pipeline']}  {holder}\n" + table(
-        ["STAGE", "CHANGE", "STATE", "NEXT", "FIX"], rows
-    )
+    return f"pipeline {doc['pipeline']}  {holder}\n" + table(["STAGE", "CHANGE", "STATE", "NEXT", "FIX"], rows)
 
 
 def render_history(doc: dict[str, Any]) -> str:
@@ -50,9 +48,7 @@ def render_history(doc: dict[str, Any]) -> str:
 
 def render_run(doc: dict[str, Any]) -> str:
     verb = "applied" if "applied" in doc else "rolled_back"
-    out = [
-        f"pipeline {doc['pipeline']}: {verb.replace('_', ' ')} {len(doc[verb])}, skipped {len(doc['skipped'])}"
-    ]
+    out = [f"pipeline {doc['pipeline']}: {verb.replace('_', ' ')} {len(doc[verb])}, skipped {len(doc['skipped'])}"]
     out += [f"  {verb.replace('_', ' ')}: {cid}" for cid in doc[verb]]
     if doc.get("compensated"):
         out.append(f"  compensated (rolled back): {', '.join(doc['compensated'])}")

@@ -23,7 +23,7 @@ from flamingock_provider.core.model import (
     Stage,
     State,
 )
-from flamingock_provider.core.plan import Decision, MarkerCheck, fix_command, plan_pipeline
+from flamingock_provider.core.plan import Decision, MarkerCheck, decide, fix_command, plan_pipeline
 from flamingock_provider.exceptions import BlockedError, UnitExecutionError, UsageError
 
 FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none"})
@@ -110,9 +110,7 @@ class Engine:
         return result
 
     def _stage_blocked(self, stage: Stage, decisions: Mapping[str, Decision], result: RunResult) -> bool:
-        blocked = next(
-            (decisions[u.id] for u in stage.units if decisions[u.id].action is NextAction.BLOCKED), None
-        )
+        blocked = next((decisions[u.id] for u in stage.units if decisions[u.id].action is NextAction.BLOCKED), None)
         if blocked is None:
             return False
         result.blocked = {
@@ -123,9 +121,7 @@ class Engine:
         }
         return True
 
-    def _run_stage(
-        self, stage: Stage, decisions: Mapping[str, Decision], result: RunResult, until: str | None
-    ) -> bool:
+    def _run_stage(self, stage: Stage, decisions: Mapping[str, Decision], result: RunResult, until: str | None) -> bool:
         for unit in stage.units:
             if not self.run_unit(unit, decisions[unit.id], result):
                 return False
@@ -133,8 +129,11 @@ class Engine:
                 break
         return True
 
-    def run_unit(self, unit: ChangeUnit, decision: Decision, result: RunResult) -> bool:
-        """Run one planned unit; on failure compensate and record it in ``result``. False if it failed."""
+    def run_unit(self, unit: ChangeUnit, decision: Decision, result: RunResult, *, compensate: bool = True) -> bool:
+        """Run one planned unit; on failure record it in ``result`` and compensate. False if it failed.
+
+        ``compensate=False`` leaves compensation to the caller (Airflow runs it as its own task).
+        """
         if decision.action is NextAction.BLOCKED:
             raise BlockedError(
                 unit.id, decision.state.value if decision.state else None, decision.reason, decision.fix or ""
@@ -150,7 +149,8 @@ class Engine:
             self.executor.apply(unit)
         except UnitExecutionError as err:
             result.failed = {"id": unit.id, "error": str(err.cause)}
-            result.compensated = self.compensate()
+            if compensate:
+                result.compensated = self.compensate()
             return False
         result.done.append(unit.id)
         return True
@@ -196,12 +196,29 @@ class Engine:
             rolled.append(unit.id)
         return rolled
 
+    def record_interrupted(self, unit: ChangeUnit, error: BaseException) -> AuditEntry | None:
+        """Close a unit this execution left STARTED (its worker died): FAILED, or APPLIED if it committed.
+
+        A TX_SEPARATE unit whose marker is in the target did commit, so it is recorded APPLIED.
+        Returns None, writing nothing, unless the latest entry is STARTED by this execution.
+        """
+        latest = self.snapshot().get(unit.id)
+        if latest is None or latest.state is not State.STARTED:
+            return None
+        if latest.execution_id != self.executor.run.execution_id:
+            return None
+        strategy = latest.tx_strategy
+        if latest.action is not Action.APPLY:
+            return self.executor.record(unit, State.ROLLBACK_FAILED, latest.action, strategy=strategy, error=error)
+        decision = decide(unit, latest, pipeline_dir=self.pipeline_dir, markers=self._markers())
+        if decision.reconcile:
+            return self.executor.record(unit, State.APPLIED, latest.action, strategy=strategy)
+        return self.executor.record(unit, State.FAILED, latest.action, strategy=strategy, error=error)
+
     def _scope(self, failed: ChangeUnit, mine: Mapping[str, AuditEntry]) -> list[ChangeUnit]:
         scope = self.pipeline.on_failure
         candidates = [
-            u
-            for u in self.pipeline.units
-            if u.id in mine and (mine[u.id].state in APPLIED_STATES or u.id == failed.id)
+            u for u in self.pipeline.units if u.id in mine and (mine[u.id].state in APPLIED_STATES or u.id == failed.id)
         ]
         if scope is OnFailure.ROLLBACK_FAILED:
             return [failed]
@@ -237,11 +254,7 @@ class Engine:
                 or entry.state in APPLIED_STATES
                 or entry.state in (State.ROLLED_BACK, State.MANUAL_MARKED_AS_ROLLED_BACK)
             ):
-                if (
-                    entry is not None
-                    and entry.state in APPLIED_STATES
-                    and not self.executor.can_roll_back(unit)
-                ):
+                if entry is not None and entry.state in APPLIED_STATES and not self.executor.can_roll_back(unit):
                     raise UsageError(
                         f"change {unit.id!r} ({unit.source_file}) has no rollback, so nothing was undone; "
                         f"add 'rollback:' (or def rollback) to it, or undo to a later change"

@@ -64,9 +64,7 @@ def error_info(err: BaseException) -> ErrorInfo:
     cause = err.cause if isinstance(err, (StepFailure, UnitExecutionError)) else err
     trace = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
     message = truncate_utf8(str(cause), MAX_ERROR_BYTES // 4)
-    return ErrorInfo(
-        type(cause).__name__, message, truncate_utf8(trace, MAX_ERROR_BYTES - len(message) - 256)
-    )
+    return ErrorInfo(type(cause).__name__, message, truncate_utf8(trace, MAX_ERROR_BYTES - len(message) - 256))
 
 
 class UnitExecutor:
@@ -113,7 +111,7 @@ class UnitExecutor:
         fence = None
         if self.lease is not None:
             self.lease.check()
-            fence = self.lease.fence if self.lease.backend is self.store else None
+            fence = self.lease.fence if self._store_fenced else None
         entry = self._entry(unit, state, action, strategy, started, error, undo_state, checksum)
         return self.store.append(entry, fence=fence, tx=tx)
 
@@ -164,10 +162,9 @@ class UnitExecutor:
 
     def apply(self, unit: ChangeUnit) -> AuditEntry:
         """Apply ``unit``; return its APPLIED entry or raise UnitExecutionError after recording FAILED."""
-        if self.lease is not None:
-            self.lease.ensure()
         session, shared = self._open(unit)
         try:
+            self._guard_target()
             strategy = self.strategy(unit, session, shared)
             if strategy is TxStrategy.TX_SHARED:
                 return self._apply_shared(unit, session)
@@ -218,7 +215,7 @@ class UnitExecutor:
                 session.begin()
                 undo = self._run_steps(unit, session)
                 session.write_marker(self.pipeline.id, unit.id, self.run.execution_id)
-                self._check_lease()
+                self._verify_lease()  # the target commit cannot be fenced by the store: ask it
                 session.commit()
         except StepFailure as failure:
             _quiet_rollback(session)
@@ -227,9 +224,7 @@ class UnitExecutor:
         except BaseException:
             _quiet_rollback(session)
             raise
-        return self.record(
-            unit, State.APPLIED, Action.APPLY, strategy=strategy, started=started, undo_state=undo
-        )
+        return self.record(unit, State.APPLIED, Action.APPLY, strategy=strategy, started=started, undo_state=undo)
 
     def _apply_shared(self, unit: ChangeUnit, session: TargetSession | None) -> AuditEntry:
         assert session is not None
@@ -259,9 +254,7 @@ class UnitExecutor:
             raise
         return entry
 
-    def _record_failure(
-        self, unit: ChangeUnit, failure: StepFailure, strategy: TxStrategy, started: float
-    ) -> None:
+    def _record_failure(self, unit: ChangeUnit, failure: StepFailure, strategy: TxStrategy, started: float) -> None:
         undo = {"failed_step": failure.index, "done": failure.done}
         self.record(
             unit,
@@ -306,10 +299,9 @@ class UnitExecutor:
 
     def rollback(self, unit: ChangeUnit, previous: AuditEntry, action: Action) -> AuditEntry:
         """Roll back what ``previous`` (APPLIED or FAILED) left; record ROLLED_BACK or ROLLBACK_FAILED."""
-        if self.lease is not None:
-            self.lease.ensure()
         session, shared = self._open(unit)
         try:
+            self._guard_target()
             return self._rollback_in(unit, previous, action, session, shared)
         finally:
             if session is not None and not shared:
@@ -335,17 +327,13 @@ class UnitExecutor:
                     session.begin()
                 self._run_rollback_steps(unit, previous, session)
                 if transactional and session is not None:
-                    entry = self.record(
-                        unit, State.ROLLED_BACK, action, strategy=strategy, started=started, tx=tx
-                    )
+                    entry = self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started, tx=tx)
                     session.commit()
                     return entry
         except StepFailure as failure:
             if transactional and session is not None:
                 _quiet_rollback(session)
-            self.record(
-                unit, State.ROLLBACK_FAILED, action, strategy=strategy, started=started, error=failure
-            )
+            self.record(unit, State.ROLLBACK_FAILED, action, strategy=strategy, started=started, error=failure)
             raise UnitExecutionError(unit.id, "rollback", failure.cause) from failure.cause
         except BaseException:
             if transactional and session is not None:
@@ -353,9 +341,7 @@ class UnitExecutor:
             raise
         return self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started)
 
-    def _run_rollback_steps(
-        self, unit: ChangeUnit, previous: AuditEntry, session: TargetSession | None
-    ) -> None:
+    def _run_rollback_steps(self, unit: ChangeUnit, previous: AuditEntry, session: TargetSession | None) -> None:
         ctx = self.context(unit, session)
         if unit.kind == "python":
             try:
@@ -404,9 +390,26 @@ class UnitExecutor:
             self._modules[unit.id] = load_unit_module(self.pipeline, unit)
         return self._modules[unit.id]
 
+    @property
+    def _store_fenced(self) -> bool:
+        """True when the audit store keeps the lease, so every append is conditional on holding it."""
+        return self.lease is not None and self.lease.backend is self.store
+
+    def _guard_target(self) -> None:
+        """Before touching a target: extend when due, and make sure the lease is still ours."""
+        if self.lease is None:
+            return
+        self.lease.refresh()
+        if not self._store_fenced:
+            self.lease.verify()
+
     def _check_lease(self) -> None:
         if self.lease is not None:
             self.lease.check()
+
+    def _verify_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.verify()
 
     def _heartbeat(self) -> Any:
         from contextlib import nullcontext

@@ -78,6 +78,8 @@ class Lease:
         self._deadline = 0.0  # local monotonic time after which we may no longer hold it
         self._lost: str | None = None
         self._guard = threading.Lock()
+        self.last_heartbeat_error: str | None = None
+        self._beating = False
 
     @property
     def ttl(self) -> float:
@@ -108,6 +110,9 @@ class Lease:
             waited = self._clock() - begin
             if waited >= timeout:
                 holder = self.backend.current(self.key)
+                last = self.try_acquire() if holder is None else None  # freed at the last moment
+                if last is not None:
+                    return last
                 raise LockTimeoutError(
                     self.key, holder.owner if holder else None, holder.expires_at if holder else None, waited
                 )
@@ -126,6 +131,20 @@ class Lease:
         if info is None:
             self._mark_lost("the store no longer shows this owner and token")
         self._hold(token, started)
+
+    def verify(self) -> None:
+        """Read the store and raise :class:`LeaseLostError` unless this owner and token still hold it."""
+        self.check()
+        holder = self.backend.current(self.key)
+        if holder is None or holder.owner != self.owner or holder.token != self.token:
+            found = f"held by {holder.owner!r} token {holder.token}" if holder else "free or expired"
+            self._mark_lost(f"the store shows it {found}")
+
+    def refresh(self) -> None:
+        """Extend when a third of the lease has passed since the last extension; else check locally."""
+        with self._guard:
+            due = self._clock() >= self._deadline - self.ttl * 0.6
+        self.ensure() if due else self.check()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` without I/O when the lease may have lapsed."""
@@ -147,26 +166,29 @@ class Lease:
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
-        """Extend the lease in the background while the block runs (a unit's apply)."""
+        """Extend the lease in the background while the block runs (re-entrant: one thread at most)."""
+        if self._beating:
+            yield
+            return
         stop = threading.Event()
-        interval = max(0.05, self.ttl / 3)
-
-        def beat() -> None:
-            while not stop.wait(interval):
-                try:
-                    self.ensure()
-                except LeaseLostError:
-                    return
-                except Exception as err:  # a store hiccup: the deadline decides
-                    self._note(f"heartbeat failed: {err}")
-
-        thread = threading.Thread(target=beat, name=f"flamingock-heartbeat-{self.key}", daemon=True)
+        thread = threading.Thread(target=self._beat, args=(stop,), name=f"flamingock-heartbeat-{self.key}", daemon=True)
+        self._beating = True
         thread.start()
         try:
             yield
         finally:
             stop.set()
             thread.join(timeout=5)
+            self._beating = False
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(max(0.05, self.ttl / 3)):
+            try:
+                self.ensure()
+            except LeaseLostError:
+                return
+            except Exception as err:  # a store hiccup: the local deadline decides
+                self.last_heartbeat_error = f"heartbeat failed: {err}"
 
     def _hold(self, token: int, started: float) -> None:
         with self._guard:
@@ -179,6 +201,3 @@ class Lease:
         with self._guard:
             self._lost = why
         raise LeaseLostError(self.key, self.owner, self.token or -1, why)
-
-    def _note(self, message: str) -> None:
-        self.last_heartbeat_error = message

@@ -113,13 +113,14 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
 
 def validate_pipeline(path: str | os.PathLike[str]) -> ValidationReport:
     """Check a pipeline folder and build its :class:`Pipeline` when it has no errors."""
-    root = Path(path).resolve()
-    if not root.is_dir():
+    root = _resolve(Path(path))
+    if root is None or not root.is_dir():
         return ValidationReport(None, [ValidationIssue("", f"pipeline folder {str(path)!r} not found")])
     fingerprint = pipeline_fingerprint(root)
     log = _Log()
     configs, loose, stage_dirs = _scan_root(root, log)
-    settings, scope = _pipeline_settings(root, configs, log)
+    # The id comes from the folder name as given, not the target of a symlinked folder.
+    settings, scope = _pipeline_settings(root, Path(os.path.abspath(path)).name, configs, log)
     drafts = _stage_drafts(root, loose, stage_dirs, log)
     _parse_units(scope, drafts, log)
     _check_stages(drafts, log)
@@ -133,9 +134,7 @@ def discover_pipelines(changes_root: str | os.PathLike[str]) -> list[Path]:
     """Return the pipeline folders directly under ``changes_root``, sorted by name."""
     root = Path(changes_root)
     if not root.is_dir():
-        raise UsageError(
-            f"changes folder {str(changes_root)!r} not found; point it at the folder of pipelines"
-        )
+        raise UsageError(f"changes folder {str(changes_root)!r} not found; point it at the folder of pipelines")
     return sorted(entry for entry in root.iterdir() if not _ignored(entry.name) and _is_pipeline(entry))
 
 
@@ -186,8 +185,16 @@ def _ignored(name: str) -> bool:
     return name.startswith(".") or name == "__pycache__" or name.endswith(".md")
 
 
+def _resolve(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: RuntimeError before Python 3.13
+        return None
+
+
 def _inside(root: Path, entry: Path) -> bool:
-    return entry.resolve().is_relative_to(root)
+    resolved = _resolve(entry)
+    return resolved is not None and resolved.is_relative_to(root)
 
 
 def _rel(root: Path, entry: Path) -> str:
@@ -206,8 +213,9 @@ def _entries(root: Path, folder: Path, log: _Log) -> list[Path]:
         if _ignored(entry.name):
             continue
         if not _inside(root, entry):
+            target = os.readlink(entry) if entry.is_symlink() else "?"
             log.error(
-                _rel(root, entry), f"symlink to {entry.resolve()}, outside the pipeline folder; copy it in"
+                _rel(root, entry), f"symlink to {target!r} leads outside the pipeline folder (or loops); copy it in"
             )
             continue
         kept.append(entry)
@@ -245,14 +253,16 @@ def _add_unit_file(root: Path, entry: Path, stage: str, files: list[UnitFile], l
     files.append(UnitFile(path=entry, rel=_rel(root, entry), stage=stage, order=order))
 
 
-def _pipeline_settings(root: Path, configs: list[Path], log: _Log) -> tuple[dict[str, Any], UnitScope]:
+def _pipeline_settings(
+    root: Path, folder_name: str, configs: list[Path], log: _Log
+) -> tuple[dict[str, Any], UnitScope]:
     """Read pipeline.yaml into Pipeline keyword arguments and the scope units are checked against."""
     errors: list[str] = []
     data = _read_config(configs[0], errors) if configs else {}
     fields = Fields(data if data is not None else {}, errors)
     fields.check_keys(PIPELINE_KEYS)
     settings = {
-        "id": _pipeline_id(fields, root.name),
+        "id": _pipeline_id(fields, folder_name),
         "description": fields.text("description") or "",
         "schedule": _schedule(fields),
         "start_date": _start_date(fields),
@@ -309,9 +319,7 @@ def _schedule(fields: Fields) -> Any:
         return value
     if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
         return list(value)
-    fields.error(
-        "schedule", f"must be null, a cron or preset string, or a list of asset URIs, got {describe(value)}"
-    )
+    fields.error("schedule", f"must be null, a cron or preset string, or a list of asset URIs, got {describe(value)}")
     return None
 
 
@@ -390,9 +398,7 @@ def _target(name: Any, spec: Any, errors: list[str]) -> TargetConfig | None:
         errors.append(f"field 'targets': invalid target name {name!r}; use letters, digits, '.', '_', '-'")
         return None
     if not isinstance(spec, Mapping):
-        errors.append(
-            f"field 'targets.{name}': must be a mapping {{conn_id, database}}, got {describe(spec)}"
-        )
+        errors.append(f"field 'targets.{name}': must be a mapping {{conn_id, database}}, got {describe(spec)}")
         return None
     fields = Fields(spec, errors, prefix=f"targets.{name}.")
     fields.check_keys(("conn_id", "database"))
@@ -495,9 +501,7 @@ def _parse_units(scope: UnitScope, drafts: list[_StageDraft], log: _Log) -> None
                 draft.units.append(result.unit)
 
 
-def _check_unique(
-    file: UnitFile, result: UnitResult, ids: dict[str, str], orders: dict[int, str], log: _Log
-) -> None:
+def _check_unique(file: UnitFile, result: UnitResult, ids: dict[str, str], orders: dict[int, str], log: _Log) -> None:
     if result.id is not None and result.id in ids:
         log.error(
             file.rel,
@@ -529,9 +533,7 @@ def _check_depends_on(draft: _StageDraft, earlier: list[str], names: list[str], 
         if name in earlier:
             continue
         if name in names:
-            problem = (
-                f"stage {name!r} does not come before {draft.name!r}; a stage may depend only on earlier ones"
-            )
+            problem = f"stage {name!r} does not come before {draft.name!r}; a stage may depend only on earlier ones"
         else:
             problem = f"unknown stage {name!r}{did_you_mean(name, names)}"
         log.error(draft.config, f"field 'depends_on': {problem}")

@@ -68,14 +68,10 @@ def decide(
     if state in APPLIED_STATES:
         return _decide_applied(unit, latest, pipeline_dir)
     if state is State.FAILED and latest.tx_strategy is not TxStrategy.NON_TX:
-        return Decision(
-            unit, latest, NextAction.APPLY, "the failed attempt was transactional: nothing committed"
-        )
+        return Decision(unit, latest, NextAction.APPLY, "the failed attempt was transactional: nothing committed")
     if state is State.STARTED and latest.tx_strategy is TxStrategy.TX_SEPARATE and markers is not None:
         if markers(unit, latest):
-            return Decision(
-                unit, latest, NextAction.SKIP, "committed before a crash: recorded APPLIED", None, True
-            )
+            return Decision(unit, latest, NextAction.SKIP, "committed before a crash: recorded APPLIED", None, True)
         return Decision(unit, latest, NextAction.APPLY, "crashed before its transaction committed")
     if state is State.STARTED and latest.tx_strategy is TxStrategy.TX_SHARED:
         return Decision(unit, latest, NextAction.APPLY, "shared transaction never committed")
@@ -91,9 +87,7 @@ def _decide_applied(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) -> 
             f"(checksum {latest.checksum[:12]} applied, {unit.checksum[:12]} now); restore the file, or "
             f"accept the new content as applied"
         )
-        return Decision(
-            unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "applied", True)
-        )
+        return Decision(unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "applied", True))
     return Decision(unit, latest, NextAction.SKIP, "already applied")
 
 
@@ -105,9 +99,7 @@ def _decide_unfinished(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) 
         f"target {latest.target or unit.target or '-'}; if the change is fully in place run "
         f"`{fix_command(pipeline_dir, unit.id, 'applied')}`, otherwise clean it up and mark it rolled back"
     )
-    return Decision(
-        unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "rolled-back")
-    )
+    return Decision(unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "rolled-back"))
 
 
 def plan_pipeline(

@@ -27,6 +27,7 @@ class PythonSource:
 
     parsed: bool = True  # False: a syntax error, nothing else was read
     settings: dict[str, Any] = field(default_factory=dict)
+    invalid: set[str] = field(default_factory=set)  # settings already reported as not literal
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -59,6 +60,7 @@ def _read_statement(node: ast.stmt, found: PythonSource) -> None:
         try:
             found.settings[target.lower()] = ast.literal_eval(value)
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            found.invalid.add(target.lower())
             found.errors.append(
                 f"field {target!r} (line {node.lineno}): not a literal; write a plain value such as "
                 f'{target} = "..." (the file is not executed when the pipeline is parsed)'
@@ -84,9 +86,7 @@ def _check_functions(found: PythonSource) -> None:
         if isinstance(func, ast.AsyncFunctionDef):
             found.errors.append(f"'async def {name}' (line {func.lineno}): use a plain 'def {name}(ctx)'")
         elif not _takes_one_argument(func.args):
-            found.errors.append(
-                f"'def {name}' (line {func.lineno}): must take one argument, 'def {name}(ctx)'"
-            )
+            found.errors.append(f"'def {name}' (line {func.lineno}): must take one argument, 'def {name}(ctx)'")
 
 
 def _takes_one_argument(args: ast.arguments) -> bool:

@@ -106,9 +106,7 @@ class Template:
         undo_state: Any,
     ) -> None:
         """Undo what :meth:`apply` did, from the explicit rollback or what apply recorded."""
-        raise ConfigurationError(
-            f"template {self.name!r} cannot derive a rollback; give 'rollback:' in the unit"
-        )
+        raise ConfigurationError(f"template {self.name!r} cannot derive a rollback; give 'rollback:' in the unit")
 
 
 def _unknown(payload: Mapping[str, Any], allowed: frozenset[str], where: str) -> list[str]:
@@ -117,9 +115,7 @@ def _unknown(payload: Mapping[str, Any], allowed: frozenset[str], where: str) ->
     if not allowed:
         return []
     return [
-        f"field '{where}.{key}': unknown key{did_you_mean(str(key), allowed)}"
-        for key in payload
-        if key not in allowed
+        f"field '{where}.{key}': unknown key{did_you_mean(str(key), allowed)}" for key in payload if key not in allowed
     ]
 
 

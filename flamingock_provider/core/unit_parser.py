@@ -68,9 +68,7 @@ def decode_utf8(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise DocumentError(
-            f"not UTF-8: byte 0x{raw[err.start]:02x} at line {line}; save the file as UTF-8"
-        ) from err
+        raise DocumentError(f"not UTF-8: byte 0x{raw[err.start]:02x} at line {line}; save the file as UTF-8") from err
     return text.removeprefix("\ufeff")
 
 
@@ -93,7 +91,8 @@ def load_yaml(text: str) -> Any:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DocumentError(f"YAML syntax error{where}: {err.problem or err.context}") from err
+        kind = "unsupported YAML" if isinstance(err, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise DocumentError(f"{kind}{where}: {err.problem or err.context}") from err
     except (yaml.YAMLError, RecursionError) as err:
         raise DocumentError(f"invalid YAML: {err}") from err
     finally:
@@ -168,16 +167,27 @@ def describe(value: Any) -> str:
 class Fields:
     """Typed reads of one mapping; every problem is appended to ``errors`` as ``field 'x': ...``."""
 
-    def __init__(self, data: Mapping[Any, Any], errors: list[str], *, prefix: str = "", upper: bool = False):
+    def __init__(
+        self,
+        data: Mapping[Any, Any],
+        errors: list[str],
+        *,
+        prefix: str = "",
+        upper: bool = False,
+        reported: Iterable[str] = (),
+    ):
         self.data = data
         self.errors = errors
         self.prefix = prefix
         self.upper = upper
+        self.reported = frozenset(reported)  # keys whose problem is already in errors
 
     def label(self, key: str) -> str:
         return self.prefix + (key.upper() if self.upper else key)
 
     def error(self, key: str, problem: str) -> None:
+        if key in self.reported:
+            return
         self.errors.append(f"field {self.label(key)!r}: {problem}")
 
     def check_keys(self, allowed: Iterable[str]) -> None:
@@ -307,7 +317,7 @@ def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> Uni
     result = UnitResult(errors=list(source.errors))
     if not source.parsed:
         return result
-    header = _header(Fields(source.settings, result.errors, upper=True), scope)
+    header = _header(Fields(source.settings, result.errors, upper=True, reported=source.invalid), scope)
     result.id = header["id"]
     has_rollback = "rollback" in source.functions
     if header["transactional"] is not True and not has_rollback:
@@ -328,9 +338,7 @@ def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> Uni
 def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> UnitResult:
     result = UnitResult()
     if not isinstance(data, Mapping):
-        result.errors.append(
-            f"top level must be a mapping of unit fields (id, author, ...), got {describe(data)}"
-        )
+        result.errors.append(f"top level must be a mapping of unit fields (id, author, ...), got {describe(data)}")
         return result
     fields = Fields(data, result.errors)
     fields.check_keys(TEMPLATE_UNIT_KEYS)
@@ -427,7 +435,10 @@ def _payload_path(root: Path, value: Any) -> tuple[str, Path | None]:
         return f"{value!r}: use '/' as the separator", None
     if ".." in PurePosixPath(value).parts:
         return f"{value!r}: '..' not allowed; payload files must be inside the pipeline folder", None
-    path = (root / value).resolve()
+    try:
+        path = (root / value).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: RuntimeError before Python 3.13
+        return f"{value!r} is a symlink loop; point it at a real file", None
     if not path.is_relative_to(root):
         return f"{value!r} resolves to {path}, outside the pipeline folder (a symlink?); copy it inside", None
     if not path.is_file():
@@ -451,18 +462,13 @@ def _check_template(
         template = get_template(name)
     except ImportError:
         return  # known by name, but its module is not importable here: its payload goes unchecked
-    valid = [
-        step
-        for step, label in zip(steps, labels, strict=True)
-        if not _validate(template, step, label, result)
-    ]
+    valid = [step for step, label in zip(steps, labels, strict=True) if not _validate(template, step, label, result)]
     if len(valid) != len(steps):
         return
     if transactional and not all(template.is_transactional(step.apply) for step in steps):
         why = " (DDL)" if template.target_kind in ("sql", "mongo", "dynamodb") else ""
         result.errors.append(
-            f"field 'transactional': template {name!r} cannot run in a transaction{why}; "
-            "remove it or set false"
+            f"field 'transactional': template {name!r} cannot run in a transaction{why}; remove it or set false"
         )
     elif not _compensable(template, steps, transactional):
         result.warnings.append(NOT_COMPENSABLE + "add 'rollback:'")

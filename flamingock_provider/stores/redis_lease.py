@@ -113,9 +113,17 @@ class RedisLeaseBackend:
     @classmethod
     def from_conn_id(cls, conn_id: str) -> RedisLeaseBackend:
         """Build the backend on the client of the Airflow ``redis`` connection ``conn_id``."""
+        from airflow.exceptions import AirflowNotFoundException
         from airflow.providers.redis.hooks.redis import RedisHook
 
-        backend = cls(RedisHook(redis_conn_id=conn_id).get_conn())
+        try:
+            client = RedisHook(redis_conn_id=conn_id).get_conn()
+        except (AirflowNotFoundException, ValueError) as err:
+            raise ConfigurationError(
+                f"lock.conn_id {conn_id!r}: cannot use it as a Redis connection: {err}; define it as an "
+                f"Airflow connection of type redis (e.g. AIRFLOW_CONN_{conn_id.upper()}=redis://host:6379/0)"
+            ) from err
+        backend = cls(client)
         backend.server = f"{backend.server} (connection {conn_id!r})"
         return backend
 
@@ -205,9 +213,7 @@ def _lease_info(key: str, reply: Any) -> LeaseInfo | None:
 def _expiry(now: datetime, pttl_ms: int) -> datetime:
     # A negative PTTL is a lease key without expiry, which only an outside write makes: it never
     # expires, so say so (``flamingock unlock --force`` clears it).
-    return (
-        now + timedelta(milliseconds=pttl_ms) if pttl_ms >= 0 else datetime.max.replace(tzinfo=timezone.utc)
-    )
+    return now + timedelta(milliseconds=pttl_ms) if pttl_ms >= 0 else datetime.max.replace(tzinfo=timezone.utc)
 
 
 def _server_time(seconds: bytes | str | int, micros: bytes | str | int) -> datetime:

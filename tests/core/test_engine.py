@@ -40,9 +40,7 @@ def test_apply_all_then_nothing_to_do(pipe: Path, sqlite_target: Path) -> None:
         pipe,
         {
             "01_schema/0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)", "DROP TABLE a"),
-            "01_schema/0002_b.yaml": sql_unit(
-                "b", "CREATE TABLE b (x INT); INSERT INTO b VALUES (1)", "DROP TABLE b"
-            ),
+            "01_schema/0002_b.yaml": sql_unit("b", "CREATE TABLE b (x INT); INSERT INTO b VALUES (1)", "DROP TABLE b"),
         },
     )
     first = commands.apply(pipe)
@@ -92,12 +90,8 @@ def test_audit_entry_has_every_spec_field(pipe: Path) -> None:
         "metadata",
     ):
         assert field in entry, field
-    assert (
-        entry["stage"] == "main" and entry["source_file"] == "0001_a.yaml" and entry["change_type"] == "sql"
-    )
-    assert (
-        entry["metadata"] == {"team": "core"} and entry["lock_token"] >= 1 and entry["target"] == "warehouse"
-    )
+    assert entry["stage"] == "main" and entry["source_file"] == "0001_a.yaml" and entry["change_type"] == "sql"
+    assert entry["metadata"] == {"team": "core"} and entry["lock_token"] >= 1 and entry["target"] == "warehouse"
     assert entry["created_at"].endswith("+00:00")
 
 
@@ -111,9 +105,7 @@ def test_transactional_failure_leaves_nothing_and_retries_after_fix(pipe: Path, 
         },
     )
     result = commands.apply(pipe)
-    assert (
-        result["applied"] == ["a"] and result["failed"]["id"] == "b" and "nope" in result["failed"]["error"]
-    )
+    assert result["applied"] == ["a"] and result["failed"]["id"] == "b" and "nope" in result["failed"]["error"]
     assert "b" not in tables(sqlite_target) and "c" not in tables(sqlite_target)
     failed = commands.history(pipe, "b")["entries"][-1]
     assert failed["state"] == "FAILED" and failed["error"]["type"] == "OperationalError"
@@ -145,11 +137,7 @@ def test_non_transactional_failure_rolls_back_the_unit(pipe: Path, sqlite_target
 def test_rollback_failure_blocks_the_next_run_with_the_fix_command(pipe: Path) -> None:
     make(
         pipe,
-        {
-            "0001_a.yaml": sql_unit(
-                "a", "INSERT INTO nope VALUES (1)", "DROP TABLE nope", transactional="false"
-            )
-        },
+        {"0001_a.yaml": sql_unit("a", "INSERT INTO nope VALUES (1)", "DROP TABLE nope", transactional="false")},
     )
     commands.apply(pipe)
     assert [s for _, s, _ in states(pipe)] == ["STARTED", "FAILED", "ROLLBACK_FAILED"]
@@ -231,9 +219,7 @@ def test_until_run_always_and_when(pipe: Path, sqlite_target: Path) -> None:
             "0002_b.yaml": sql_unit(
                 "b", "CREATE TABLE IF NOT EXISTS b (x INT); INSERT INTO b VALUES (1)", run_always="true"
             ),
-            "0003_c.yaml": sql_unit(
-                "c", "CREATE TABLE c (x INT)", when="\"{{ params.get('env') == 'prod' }}\""
-            ),
+            "0003_c.yaml": sql_unit("c", "CREATE TABLE c (x INT)", when="\"{{ params.get('env') == 'prod' }}\""),
         },
     )
     assert commands.apply(pipe, until="a")["applied"] == ["a"]
@@ -262,9 +248,7 @@ def test_undo_to_and_last(pipe: Path, sqlite_target: Path) -> None:
     assert commands.apply(pipe)["applied"] == ["b", "c", "d"]
 
 
-def test_undo_refuses_before_changing_anything_when_a_unit_has_no_rollback(
-    pipe: Path, sqlite_target: Path
-) -> None:
+def test_undo_refuses_before_changing_anything_when_a_unit_has_no_rollback(pipe: Path, sqlite_target: Path) -> None:
     make(
         pipe,
         {

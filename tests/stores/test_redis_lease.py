@@ -176,9 +176,7 @@ def test_current_reports_utc_times_from_the_server(backend: RedisLeaseBackend, k
     assert info.to_dict()["expires_at"].endswith("+00:00")
 
 
-def test_extend_pushes_expiry_on_the_server(
-    backend: RedisLeaseBackend, client: redis.Redis, key: str
-) -> None:
+def test_extend_pushes_expiry_on_the_server(backend: RedisLeaseBackend, client: redis.Redis, key: str) -> None:
     info = backend.acquire(key, "a", 1)
     assert info is not None
     extended = backend.extend(key, "a", info.token, 60)
@@ -187,9 +185,7 @@ def test_extend_pushes_expiry_on_the_server(
     assert int(client.pttl(backend.lease_key(key))) > 50_000
 
 
-def test_keys_lease_expires_and_counter_persists(
-    backend: RedisLeaseBackend, client: redis.Redis, key: str
-) -> None:
+def test_keys_lease_expires_and_counter_persists(backend: RedisLeaseBackend, client: redis.Redis, key: str) -> None:
     info = backend.acquire(key, "a", 30)
     assert info is not None
     assert backend.lease_key(key) == f"flamingock_lock:{{{key}}}"
@@ -357,6 +353,11 @@ def test_from_conn_id_uses_the_airflow_redis_connection(
     info = backend.acquire(key, "a", 30)
     assert info is not None
     assert backend.release(key, "a", info.token)
+
+
+def test_from_conn_id_names_a_missing_connection() -> None:
+    with pytest.raises(ConfigurationError, match="'flamingock_no_such_redis'"):
+        RedisLeaseBackend.from_conn_id("flamingock_no_such_redis")
 
 
 def test_module_import_does_not_import_airflow() -> None:

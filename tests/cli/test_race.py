@@ -1,0 +1,64 @@
+"""Concurrent `flamingock apply` processes: every unit applied exactly once, the lease released."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from flamingock_provider import commands
+from tests.conftest import VENV_BIN, write_tree
+
+UNITS = 12
+
+
+def racing_pipeline(root: Path, extra_yaml: str = "") -> Path:
+    files = {
+        "pipeline.yaml": (
+            "targets:\n  warehouse: {conn_id: warehouse_db}\n"
+            "lock: {poke_interval_seconds: 0.05, wait_timeout_seconds: 120}\n" + extra_yaml
+        ),
+        "0000_ledger.yaml": "id: ledger\nauthor: t\ntemplate: sql\napply: {statements: 'CREATE TABLE ledger (unit TEXT)'}\n",
+    }
+    for i in range(1, UNITS + 1):
+        # Non-transactional on purpose: a second apply would add a second ledger row.
+        files[f"{i:04d}_u{i}.yaml"] = (
+            f"id: u{i}\nauthor: t\ntemplate: sql\ntransactional: false\n"
+            f"apply: {{statements: \"INSERT INTO ledger VALUES ('u{i}')\"}}\n"
+        )
+    return write_tree(root, files)
+
+
+def race(pipe: Path, processes: int = 4) -> list[subprocess.CompletedProcess[str]]:
+    procs = [
+        subprocess.Popen(
+            [str(VENV_BIN / "flamingock"), "apply", str(pipe), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for _ in range(processes)
+    ]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def assert_exactly_once(pipe: Path, db: Path, results: list[subprocess.CompletedProcess[str]]) -> None:
+    assert all(r.returncode == 0 for r in results), [(r.returncode, r.stderr[-500:]) for r in results]
+    with sqlite3.connect(db) as conn:
+        rows = [r[0] for r in conn.execute("SELECT unit FROM ledger")]
+    assert sorted(rows) == sorted(f"u{i}" for i in range(1, UNITS + 1))
+    entries = commands.history(pipe)["entries"]
+    applied = [e["change_id"] for e in entries if e["state"] == "APPLIED"]
+    assert len(applied) == len(set(applied)) == UNITS + 1
+    assert commands.status(pipe)["lock"] is None
+
+
+def test_four_cli_processes_apply_each_unit_once(tmp_path: Path, sqlite_target: Path) -> None:
+    pipe = racing_pipeline(tmp_path / "race")
+    assert_exactly_once(pipe, sqlite_target, race(pipe))

@@ -41,7 +41,7 @@ def open_store(config: AuditConfig) -> AuditStore:
         from flamingock_provider.stores.sqlite import SqliteStore
 
         return SqliteStore(embedded_store_path(), table=config.table, lock_table=config.lock_table)
-    from flamingock_provider.targets import get_connection
+    from flamingock_provider.targets.connections import get_connection
 
     conn = get_connection(config.conn_id)
     spec = STORE_FACTORIES.get(conn.conn_type or "")
@@ -57,12 +57,17 @@ def open_lease_backend(config: LockConfig, store: AuditStore) -> LeaseBackend:
     """Return the lease backend: Redis when ``lock.conn_id`` is set, else the audit store itself."""
     if config.conn_id is not None:
         from flamingock_provider.stores.redis_lease import RedisLeaseBackend
+        from flamingock_provider.targets.connections import get_connection
 
+        conn_type = get_connection(config.conn_id).conn_type
+        if conn_type != "redis":
+            raise ConfigurationError(
+                f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn_type!r}; the "
+                f"lease can only live in a redis connection (or remove lock.conn_id to keep it in the audit store)"
+            )
         return RedisLeaseBackend.from_conn_id(config.conn_id)
     if not hasattr(store, "acquire"):
-        raise ConfigurationError(
-            f"audit store {type(store).__name__} keeps no lease; set lock.conn_id to redis"
-        )
+        raise ConfigurationError(f"audit store {type(store).__name__} keeps no lease; set lock.conn_id to redis")
     return store  # type: ignore[return-value]
 
 

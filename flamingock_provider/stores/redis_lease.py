@@ -97,6 +97,9 @@ return held
 )
 
 
+SOCKET_TIMEOUT_S = 10.0
+
+
 class RedisLeaseBackend:
     """A :class:`~flamingock_provider.core.lease.LeaseBackend` on a Redis server."""
 
@@ -123,6 +126,10 @@ class RedisLeaseBackend:
                 f"lock.conn_id {conn_id!r}: cannot use it as a Redis connection: {err}; define it as an "
                 f"Airflow connection of type redis (e.g. AIRFLOW_CONN_{conn_id.upper()}=redis://host:6379/0)"
             ) from err
+        # A partitioned server must fail a lease call, not hang it: the hook sets no timeouts.
+        for option in ("socket_timeout", "socket_connect_timeout"):
+            if client.connection_pool.connection_kwargs.get(option) is None:
+                client.connection_pool.connection_kwargs[option] = SOCKET_TIMEOUT_S
         backend = cls(client)
         backend.server = f"{backend.server} (connection {conn_id!r})"
         return backend

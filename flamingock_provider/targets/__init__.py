@@ -8,6 +8,7 @@ from typing import Any
 from flamingock_provider.core.model import TargetConfig
 from flamingock_provider.core.targets import TargetSession
 from flamingock_provider.exceptions import ConfigurationError
+from flamingock_provider.targets.connections import get_connection
 
 # conn_type -> "module:factory"; every other conn_type is tried as a DB-API (common SQL) connection.
 TARGET_FACTORIES: dict[str, str] = {
@@ -15,19 +16,6 @@ TARGET_FACTORIES: dict[str, str] = {
     "aws": "flamingock_provider.targets.aws:open_aws_target",
     "http": "flamingock_provider.targets.http:open_http_target",
 }
-
-
-def get_connection(conn_id: str) -> Any:
-    """Resolve an Airflow connection (env vars, secrets backends, metadata DB)."""
-    from airflow.sdk import BaseHook
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except Exception as err:
-        raise ConfigurationError(
-            f"Airflow connection {conn_id!r} not found ({type(err).__name__}: {err}); create it "
-            f"(e.g. AIRFLOW_CONN_{conn_id.upper()}) or fix 'conn_id' in pipeline.yaml"
-        ) from err
 
 
 def open_target(config: TargetConfig) -> TargetSession:
@@ -42,8 +30,19 @@ def open_target(config: TargetConfig) -> TargetSession:
 
 
 def _open_sql(config: TargetConfig, conn: Any) -> TargetSession:
+    import sqlite3
+
     from flamingock_provider.targets.sql import DbApiTargetSession
 
+    if conn.conn_type == "sqlite":
+        # Straight to the file (SqliteHook mis-parses `sqlite:////abs/path`); the hook only on demand.
+        path = conn.host or conn.schema
+        return DbApiTargetSession(sqlite3.connect(path), config, hook_factory=conn.get_hook)
+    hook = _sql_hook(config, conn)
+    return DbApiTargetSession(hook.get_conn(), config, hook_factory=lambda: hook)
+
+
+def _sql_hook(config: TargetConfig, conn: Any) -> Any:
     try:
         hook = conn.get_hook()
     except Exception as err:
@@ -56,9 +55,4 @@ def _open_sql(config: TargetConfig, conn: Any) -> TargetSession:
             f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} is not a SQL "
             f"database; use sql, mongo, aws or http connections"
         )
-    if conn.conn_type == "sqlite":
-        # SqliteHook mis-parses `sqlite:////abs/path` (path in schema); accept host or schema.
-        import sqlite3
-
-        return DbApiTargetSession(sqlite3.connect(conn.host or conn.schema), config, hook=hook)
-    return DbApiTargetSession(hook.get_conn(), config, hook=hook)
+    return hook

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from flamingock_provider.core.model import TargetConfig
@@ -29,19 +31,24 @@ class DbApiTargetSession:
         conn: Any,
         config: TargetConfig,
         *,
-        hook: Any = None,
+        hook_factory: Callable[[], Any] | None = None,
         begin_sql: str | None = None,
         owns_connection: bool = True,
     ) -> None:
         self.native = conn
         self.config = config
-        self.hook = hook
+        self._hook_factory = hook_factory
         self._owns = owns_connection
         self._begin_sql = begin_sql
         if isinstance(conn, sqlite3.Connection):
             # Explicit BEGIN so DDL joins the transaction (sqlite3 only auto-begins before DML).
             conn.isolation_level = None
             self._begin_sql = begin_sql or "BEGIN"
+
+    @cached_property
+    def hook(self) -> Any:
+        """The Airflow hook of the target's connection (built on first use)."""
+        return self._hook_factory() if self._hook_factory else None
 
     def client(self, service: str) -> Any:
         raise ConfigurationError(

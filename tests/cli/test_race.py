@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flamingock_provider import commands
 from tests.conftest import VENV_BIN, write_tree
+from tests.fixtures.redis_server import redis_server  # noqa: F401
 
 UNITS = 12
 
@@ -62,3 +63,20 @@ def assert_exactly_once(pipe: Path, db: Path, results: list[subprocess.Completed
 def test_four_cli_processes_apply_each_unit_once(tmp_path: Path, sqlite_target: Path) -> None:
     pipe = racing_pipeline(tmp_path / "race")
     assert_exactly_once(pipe, sqlite_target, race(pipe))
+
+
+def test_four_cli_processes_with_the_lease_in_redis(
+    tmp_path: Path,
+    sqlite_target: Path,
+    redis_server,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_LOCKS", f"redis://127.0.0.1:{redis_server.port}/0")
+    pipe = racing_pipeline(tmp_path / "race_redis", "")
+    text = (pipe / "pipeline.yaml").read_text().replace("lock: {", "lock: {conn_id: redis_locks, ")
+    (pipe / "pipeline.yaml").write_text(text)
+    results = race(pipe)
+    assert_exactly_once(pipe, sqlite_target, results)
+    tokens = {e["lock_token"] for e in commands.history(pipe)["entries"]}
+    assert len(tokens) >= 1 and None not in tokens
+    assert redis_server.client().exists("flamingock_lock:{race_redis}") == 0

@@ -23,8 +23,11 @@ class TargetSession(Protocol):
     config: TargetConfig
     native: Any
     session: Any
-    hook: Any
     supports_transactions: bool
+
+    @property
+    def hook(self) -> Any:
+        """The Airflow hook of the connection, built on first use."""
 
     def client(self, service: str) -> Any:
         """Return a configured client for ``service`` (boto3 for aws); raise ConfigurationError elsewhere."""

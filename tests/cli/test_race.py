@@ -9,7 +9,6 @@ from pathlib import Path
 
 from flamingock_provider import commands
 from tests.conftest import VENV_BIN, write_tree
-from tests.fixtures.redis_server import redis_server  # noqa: F401
 
 UNITS = 12
 

@@ -20,13 +20,13 @@ from flamingock_provider.core.lease import Lease
 from flamingock_provider.core.model import LockConfig
 from flamingock_provider.exceptions import ConfigurationError, LockTimeoutError, StoreError
 from flamingock_provider.stores.redis_lease import RedisLeaseBackend
-from tests.fixtures.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.fixtures.redis_server import RedisServer
 
 UTC = timezone.utc
 
 
 @pytest.fixture
-def server(redis_server: RedisServer) -> RedisServer:  # noqa: F811
+def server(redis_server: RedisServer) -> RedisServer:
     redis_server.start()  # a no-op unless an outage test left it stopped
     return redis_server
 

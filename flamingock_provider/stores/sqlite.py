@@ -51,7 +51,8 @@ class SqliteStore:
         self.path = Path(path)
         self.conn_id = conn_id
         self._table = _ident(table)
-        self._index = _ident(f"{table}_latest")
+        self._index = _ident(f"{table}_by_change")
+        self._latest = _ident(f"{table}_latest")
         self._lock = _ident(lock_table)
         self._clock = clock
         self._busy = busy_timeout_s
@@ -124,6 +125,11 @@ class SqliteStore:
             conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {self._index} ON {self._table} (pipeline, change_id, seq)"
             )
+            # The latest entry per change, kept in the append's transaction: reads stay flat as history grows.
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._latest} (pipeline TEXT NOT NULL, change_id TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, PRIMARY KEY (pipeline, change_id)) WITHOUT ROWID"
+            )
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._lock} ("
                 " key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL,"
@@ -163,6 +169,11 @@ class SqliteStore:
             )
             if cur.rowcount != 1:
                 raise LeaseLostError(fence.key, fence.owner, fence.token, "audit write refused by the store")
+        conn.execute(
+            f"INSERT INTO {self._latest} (pipeline, change_id, seq) VALUES (?,?,?) "
+            f"ON CONFLICT (pipeline, change_id) DO UPDATE SET seq = excluded.seq",
+            (entry.pipeline, entry.change_id, cur.lastrowid),
+        )
         return _with_seq(entry, cur.lastrowid)
 
     @staticmethod
@@ -181,8 +192,8 @@ class SqliteStore:
 
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
         rows = self._read(
-            f"SELECT seq, entry FROM {self._table} WHERE seq IN ("
-            f"SELECT MAX(seq) FROM {self._table} WHERE pipeline = ? GROUP BY change_id)",
+            f"SELECT log.seq, log.entry FROM {self._latest} AS latest JOIN {self._table} AS log "
+            f"ON log.seq = latest.seq WHERE latest.pipeline = ?",
             (pipeline,),
         )
         entries = (_decode(seq, raw) for seq, raw in rows)

@@ -23,7 +23,7 @@ from flamingock_provider.core.model import (
     Stage,
     State,
 )
-from flamingock_provider.core.plan import Decision, MarkerCheck, decide, fix_command, plan_pipeline
+from flamingock_provider.core.plan import Decision, MarkerCheck, decide, drifted, fix_command, plan_pipeline
 from flamingock_provider.exceptions import BlockedError, UnitExecutionError, UsageError
 
 FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none"})
@@ -288,7 +288,7 @@ class Engine:
         unit = self.pipeline.unit(unit_id)
         latest = self.snapshot().get(unit_id)
         if as_ == "applied":
-            drift = latest is not None and latest.state in APPLIED_STATES and latest.checksum != unit.checksum
+            drift = latest is not None and latest.state in APPLIED_STATES and drifted(unit, latest)
             if drift and not accept_checksum:
                 raise UsageError(
                     f"change {unit_id!r}: {unit.source_file} changed since it was applied; "

@@ -141,6 +141,7 @@ class UnitExecutor:
             change_type=unit.change_type,
             source_file=unit.source_file,
             checksum=checksum or unit.checksum,
+            payload_checksum=unit.payload_checksum,
             target=target,
             transactional=strategy is not TxStrategy.NON_TX,
             tx_strategy=strategy,
@@ -178,7 +179,7 @@ class UnitExecutor:
     def strategy(self, unit: ChangeUnit, session: TargetSession | None, shared: bool) -> TxStrategy:
         if unit.transactional is False or session is None:
             return TxStrategy.NON_TX
-        capable = session.supports_transactions and self._operations_transactional(unit)
+        capable = session.supports_transactions and self._operations_transactional(unit, session)
         if not capable:
             if unit.transactional:
                 raise ConfigurationError(
@@ -188,9 +189,9 @@ class UnitExecutor:
             return TxStrategy.NON_TX
         return TxStrategy.TX_SHARED if shared else TxStrategy.TX_SEPARATE
 
-    def _operations_transactional(self, unit: ChangeUnit) -> bool:
-        if unit.kind == "python":
-            return True
+    def _operations_transactional(self, unit: ChangeUnit, session: TargetSession) -> bool:
+        if unit.kind == "python":  # an aws session's boto3 calls cannot join its transaction
+            return bool(getattr(session, "python_transactions", True))
         template = get_template(unit.template or "")
         return all(template.is_transactional(step.apply) for step in unit.steps)
 

@@ -11,35 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flamingock_provider.core.model import (
-    AuditConfig,
-    ChangeUnit,
-    LockConfig,
-    LockMode,
-    OnFailure,
-    Pipeline,
-    Recovery,
-    RunMode,
-    Stage,
-    TargetConfig,
-)
+from flamingock_provider.core.model import ChangeUnit, Pipeline, Stage
+from flamingock_provider.core.pipeline_config import pipeline_settings, stage_settings
 from flamingock_provider.core.suggest import did_you_mean
-from flamingock_provider.core.unit_parser import (
-    DocumentError,
-    Fields,
-    UnitFile,
-    UnitResult,
-    UnitScope,
-    describe,
-    parse_unit,
-    read_document,
-)
+from flamingock_provider.core.unit_parser import UnitFile, UnitResult, UnitScope, parse_unit
 from flamingock_provider.exceptions import PipelineValidationError, UsageError, ValidationIssue
 
 PIPELINE_FILES = ("pipeline.yaml", "pipeline.yml")
@@ -49,13 +29,6 @@ MAIN_STAGE = "main"
 STAGE_FOLDER = re.compile(r"^(\d+)_([A-Za-z0-9][A-Za-z0-9_\-]*)$", re.ASCII)
 # NNNN_name.ext, or Flamingock's _NNNN__name.ext; four or more digits.
 UNIT_FILE = re.compile(r"^(?:(\d{4,})_|_(\d{4,})__)([A-Za-z0-9][\w\-.]*)\.(ya?ml|json|py)$", re.ASCII)
-PIPELINE_KEYS = (
-    *("id", "description", "schedule", "start_date", "tags", "audit", "lock", "targets"),
-    *("default_target", "recovery", "on_failure", "run_mode", "metadata"),
-)
-STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
-NAME_PATTERN = r"[A-Za-z0-9._-]+"
-TABLE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 UNEXPECTED_FILE = (
     "unexpected file: unit files are named NNNN_name.yaml|yml|json|py (or _NNNN__name.*); "
     "rename or remove it, so a change is never silently skipped"
@@ -120,14 +93,34 @@ def validate_pipeline(path: str | os.PathLike[str]) -> ValidationReport:
     log = _Log()
     configs, loose, stage_dirs = _scan_root(root, log)
     # The id comes from the folder name as given, not the target of a symlinked folder.
-    settings, scope = _pipeline_settings(root, Path(os.path.abspath(path)).name, configs, log)
+    config_errors: list[str] = []
+    settings, scope = pipeline_settings(root, Path(os.path.abspath(path)).name, configs, config_errors)
+    log.file(configs[0].name if configs else "", config_errors)
     drafts = _stage_drafts(root, loose, stage_dirs, log)
     _parse_units(scope, drafts, log)
     _check_stages(drafts, log)
     if log.errors:
         return ValidationReport(None, log.errors, log.warnings)
     pipeline = Pipeline(path=root, stages=_build_stages(drafts), fingerprint=fingerprint, **settings)
+    log.warnings += _lease_warnings(pipeline, configs[0].name if configs else "pipeline.yaml")
     return ValidationReport(pipeline, log.errors, log.warnings)
+
+
+def _lease_warnings(pipeline: Pipeline, config_file: str) -> list[ValidationIssue]:
+    """Warn when the lease and the audit log live in different systems (SPEC §9)."""
+    if pipeline.lock.conn_id is None:
+        return []
+    audit = pipeline.audit.conn_id or "the embedded SQLite store"
+    return [
+        ValidationIssue(
+            config_file,
+            f"field 'lock.conn_id': the lease lives in {pipeline.lock.conn_id!r} and the audit log in {audit}: "
+            "audit writes cannot be conditional on the lease in one step, so every unit costs one extra "
+            "lease read before it touches its target. Still safe: each runner stops at its local lease deadline "
+            "(90% of lease_seconds) and checks owner and fencing token before every change and commit; keep "
+            "lease_seconds well above a unit's longest pause. Remove lock.conn_id to keep both in one store",
+        )
+    ]
 
 
 def discover_pipelines(changes_root: str | os.PathLike[str]) -> list[Path]:
@@ -253,170 +246,6 @@ def _add_unit_file(root: Path, entry: Path, stage: str, files: list[UnitFile], l
     files.append(UnitFile(path=entry, rel=_rel(root, entry), stage=stage, order=order))
 
 
-def _pipeline_settings(
-    root: Path, folder_name: str, configs: list[Path], log: _Log
-) -> tuple[dict[str, Any], UnitScope]:
-    """Read pipeline.yaml into Pipeline keyword arguments and the scope units are checked against."""
-    errors: list[str] = []
-    data = _read_config(configs[0], errors) if configs else {}
-    fields = Fields(data if data is not None else {}, errors)
-    fields.check_keys(PIPELINE_KEYS)
-    settings = {
-        "id": _pipeline_id(fields, folder_name),
-        "description": fields.text("description") or "",
-        "schedule": _schedule(fields),
-        "start_date": _start_date(fields),
-        "tags": tuple(_strings(fields, "tags")),
-        "audit": _audit(fields),
-        "lock": _lock(fields),
-        "recovery": fields.choice("recovery", Recovery) or Recovery.MANUAL_INTERVENTION,
-        "on_failure": fields.choice("on_failure", OnFailure) or OnFailure.ROLLBACK_FAILED,
-        "run_mode": fields.choice("run_mode", RunMode) or RunMode.TASK_PER_UNIT,
-        "metadata": _metadata(fields),
-    }
-    targets = _targets(fields) if data is not None else None
-    settings["targets"] = targets or {}
-    settings["default_target"] = _default_target(fields, targets)
-    log.file(configs[0].name if configs else "", errors)
-    names = frozenset(targets) if targets is not None else None
-    scope = UnitScope(root, names, settings["default_target"], settings["recovery"])
-    return settings, scope
-
-
-def _read_config(path: Path, errors: list[str]) -> dict[str, Any] | None:
-    """Return a config file's mapping ({} when empty), or None when it cannot be read."""
-    try:
-        _, data = read_document(path)
-    except DocumentError as err:
-        errors.append(str(err))
-        return None
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        errors.append(f"top level must be a mapping (key: value), got {describe(data)}")
-        return None
-    return dict(data)
-
-
-def _pipeline_id(fields: Fields, folder_name: str) -> str:
-    raw = fields.data.get("id", folder_name)
-    if not isinstance(raw, str):
-        fields.error("id", f"must be a string, got {describe(raw)}")
-        return folder_name
-    pipeline_id = raw.lower().replace("-", "_")
-    if not re.fullmatch(r"[a-z0-9_]+", pipeline_id):
-        source = "field 'id'" if "id" in fields.data else "the folder name (no 'id:' in pipeline.yaml)"
-        fields.errors.append(
-            f"pipeline id {raw!r} from {source} must match [a-z0-9_]+ after lower-casing and '-'→'_'; "
-            "set a valid 'id:' in pipeline.yaml"
-        )
-    return pipeline_id
-
-
-def _schedule(fields: Fields) -> Any:
-    value = fields.data.get("schedule")
-    if value is None or (isinstance(value, str) and value.strip()):
-        return value
-    if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
-        return list(value)
-    fields.error("schedule", f"must be null, a cron or preset string, or a list of asset URIs, got {describe(value)}")
-    return None
-
-
-def _start_date(fields: Fields) -> datetime | None:
-    value = fields.data.get("start_date")
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    fields.error("start_date", f"{value!r} is not a date; write YYYY-MM-DD or an ISO 8601 datetime")
-    return None
-
-
-def _strings(fields: Fields, key: str) -> list[str]:
-    value = fields.data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        fields.error(key, f"must be a list of strings, got {describe(value)}")
-        return []
-    return list(value)
-
-
-def _metadata(fields: Fields) -> dict[str, Any]:
-    value = fields.mapping("metadata") or {}
-    if not all(isinstance(key, str) for key in value):
-        fields.error("metadata", "keys must be strings")
-    return value
-
-
-def _audit(fields: Fields) -> AuditConfig:
-    sub = Fields(fields.mapping("audit") or {}, fields.errors, prefix="audit.")
-    sub.check_keys(("conn_id", "database", "table"))
-    values = {
-        "conn_id": sub.text("conn_id"),
-        "database": sub.text("database"),
-        "table": sub.text("table", pattern=TABLE_PATTERN, rule="use letters, digits and '_'"),
-    }
-    return AuditConfig(**{key: value for key, value in values.items() if value is not None})
-
-
-def _lock(fields: Fields) -> LockConfig:
-    sub = Fields(fields.mapping("lock") or {}, fields.errors, prefix="lock.")
-    sub.check_keys(("conn_id", "lease_seconds", "wait_timeout_seconds", "poke_interval_seconds", "mode"))
-    values: dict[str, Any] = {
-        "conn_id": sub.text("conn_id"),
-        "lease_seconds": sub.number("lease_seconds"),
-        "wait_timeout_seconds": sub.number("wait_timeout_seconds"),
-        "poke_interval_seconds": sub.number("poke_interval_seconds"),
-        "mode": sub.choice("mode", LockMode),
-    }
-    return LockConfig(**{key: value for key, value in values.items() if value is not None})
-
-
-def _targets(fields: Fields) -> dict[str, TargetConfig] | None:
-    """Return the named targets, or None when the section is broken (units then skip target checks)."""
-    before = len(fields.errors)
-    data = fields.mapping("targets") or {}
-    targets = {}
-    for name, spec in data.items():
-        target = _target(name, spec, fields.errors)
-        if target is not None:
-            targets[name] = target
-    return targets if len(fields.errors) == before else None
-
-
-def _target(name: Any, spec: Any, errors: list[str]) -> TargetConfig | None:
-    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        errors.append(f"field 'targets': invalid target name {name!r}; use letters, digits, '.', '_', '-'")
-        return None
-    if not isinstance(spec, Mapping):
-        errors.append(f"field 'targets.{name}': must be a mapping {{conn_id, database}}, got {describe(spec)}")
-        return None
-    fields = Fields(spec, errors, prefix=f"targets.{name}.")
-    fields.check_keys(("conn_id", "database"))
-    conn_id = fields.text("conn_id", required=True)
-    database = fields.text("database")
-    return TargetConfig(name=name, conn_id=conn_id, database=database) if conn_id else None
-
-
-def _default_target(fields: Fields, targets: dict[str, TargetConfig] | None) -> str | None:
-    name = fields.text("default_target")
-    if name is None:
-        return next(iter(targets)) if targets and len(targets) == 1 else None
-    if targets is not None and name not in targets:
-        hint = did_you_mean(name, targets) if targets else "; define it under 'targets:'"
-        fields.error("default_target", f"unknown target {name!r}{hint}")
-    return name
-
-
 def _stage_drafts(root: Path, loose: list[UnitFile], stage_dirs: list[Path], log: _Log) -> list[_StageDraft]:
     """Return the stages in run order (loose units first, as 'main'), with their unit files."""
     drafts = [_StageDraft(MAIN_STAGE, 0, "", loose)] if loose else []
@@ -447,28 +276,10 @@ def _stage_folder(root: Path, folder: Path, log: _Log) -> _StageDraft:
         log.error(_rel(root, configs[1]), f"both {configs[0].name} and {configs[1].name} exist; keep one")
     if configs:
         draft.config = _rel(root, configs[0])
-        draft.settings = _stage_settings(configs[0], draft.config, log)
+        errors: list[str] = []
+        draft.settings = stage_settings(configs[0], errors)
+        log.file(draft.config, errors)
     return draft
-
-
-def _stage_settings(path: Path, rel: str, log: _Log) -> dict[str, Any]:
-    errors: list[str] = []
-    fields = Fields(_read_config(path, errors) or {}, errors)
-    fields.check_keys(STAGE_KEYS)
-    depends_on = fields.data.get("depends_on")
-    if depends_on is not None and not (
-        isinstance(depends_on, list) and all(isinstance(name, str) for name in depends_on)
-    ):
-        fields.error("depends_on", f"must be a list of stage names, got {describe(depends_on)}")
-        depends_on = None
-    settings = {
-        "depends_on": tuple(depends_on) if depends_on is not None else None,
-        "when": fields.text("when"),
-        "run_after_failure": bool(fields.flag("run_after_failure")),
-        "description": fields.text("description") or "",
-    }
-    log.file(rel, errors)
-    return settings
 
 
 def _check_stage_names(drafts: list[_StageDraft], log: _Log) -> None:

@@ -109,7 +109,7 @@ class ChangeUnit:
     order: int
     stage: str
     source_file: str  # relative to the pipeline folder, POSIX separators
-    checksum: str
+    checksum: str  # sha256 of the unit file
     kind: str  # "template" | "python"
     template: str | None = None
     steps: tuple[Step, ...] = ()
@@ -120,6 +120,7 @@ class ChangeUnit:
     run_always: bool = False
     when: str | None = None
     has_rollback: bool = False  # python units: a rollback() is defined
+    payload_checksum: str | None = None  # sha256 over the `file:` payloads it references
 
     @property
     def change_type(self) -> str:
@@ -201,6 +202,7 @@ class AuditEntry:
     change_type: str = ""
     source_file: str = ""
     checksum: str = ""
+    payload_checksum: str | None = None
     target: str | None = None
     transactional: bool = False
     tx_strategy: TxStrategy = TxStrategy.NON_TX

@@ -81,7 +81,7 @@ def decide(
 def _decide_applied(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) -> Decision:
     if unit.run_always:
         return Decision(unit, latest, NextAction.APPLY, "run_always")
-    if latest.checksum and latest.checksum != unit.checksum:
+    if drifted(unit, latest):
         reason = (
             f"drift: {unit.source_file} changed after it was applied "
             f"(checksum {latest.checksum[:12]} applied, {unit.checksum[:12]} now); restore the file, or "
@@ -100,6 +100,13 @@ def _decide_unfinished(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) 
         f"`{fix_command(pipeline_dir, unit.id, 'applied')}`, otherwise clean it up and mark it rolled back"
     )
     return Decision(unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "rolled-back"))
+
+
+def drifted(unit: ChangeUnit, latest: AuditEntry) -> bool:
+    """True when the unit file (or a payload file it references) changed since ``latest`` recorded it."""
+    if not latest.checksum:
+        return False
+    return latest.checksum != unit.checksum or latest.payload_checksum != unit.payload_checksum
 
 
 def plan_pipeline(

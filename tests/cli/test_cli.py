@@ -141,3 +141,10 @@ def test_lock_timeout_exits_3_and_unlock(pipe: Path) -> None:
     released = run_json("unlock", str(pipe), "--force")
     assert released["released"] is True and released["previous"]["owner"] == "cli/elsewhere/1/dead"
     assert run_json("apply", str(pipe))["applied"] == ["a", "b", "c"]
+
+
+def test_validate_warns_when_lease_and_audit_store_differ(pipe: Path) -> None:
+    (pipe / "pipeline.yaml").write_text(WAREHOUSE_PIPELINE.replace("lock: {", "lock: {conn_id: redis_locks, "))
+    doc = run_json("validate", str(pipe))
+    [warning] = [w for w in doc["warnings"] if "lock.conn_id" in w["message"]]
+    assert warning["file"] == "pipeline.yaml" and "embedded SQLite store" in warning["message"]

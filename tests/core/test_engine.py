@@ -299,3 +299,19 @@ def test_python_unit_gets_a_context_and_the_engine_commits(pipe: Path, sqlite_ta
     assert commands.undo(pipe, last=1)["rolled_back"] == ["fill"]
     with sqlite3.connect(sqlite_target) as conn:
         assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (0,)
+
+
+def test_editing_a_payload_file_is_drift(pipe: Path) -> None:
+    make(
+        pipe,
+        {
+            "files/t.sql": "CREATE TABLE t (x INT);\n",
+            "0001_t.yaml": "id: t\nauthor: a\ntemplate: sql\napply: {file: files/t.sql}\n",
+        },
+    )
+    commands.apply(pipe)
+    (pipe / "files/t.sql").write_text("CREATE TABLE t (x BIGINT);\n")
+    blocked = commands.apply(pipe)["blocked"]
+    assert blocked["id"] == "t" and "drift" in blocked["reason"]
+    commands.fix(pipe, "t", "applied", accept_checksum=True)
+    assert commands.apply(pipe)["skipped"] == ["t"]

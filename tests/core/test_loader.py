@@ -223,15 +223,16 @@ def test_good_pipeline_units(good: Path) -> None:
 def test_checksums_cover_unit_bytes_and_payload_files(good: Path) -> None:
     pipeline = load_pipeline(good)
 
-    for unit in pipeline.units:
-        if unit.id != "from-file":
-            assert unit.checksum == sha((good / unit.source_file).read_bytes()), unit.id
-    unit_bytes = (good / "02_data/0011_from_file.yaml").read_bytes()
+    for unit in pipeline.units:  # SPEC §6: the checksum is sha256 of the unit file itself
+        assert unit.checksum == sha((good / unit.source_file).read_bytes()), unit.id
+        assert (unit.payload_checksum is None) == (unit.id != "from-file")
     payload = (good / "files/create.sql").read_bytes()
-    assert pipeline.unit("from-file").checksum == sha(unit_bytes, b"\0files/create.sql\0", payload)
+    assert pipeline.unit("from-file").payload_checksum == sha(b"\0files/create.sql\0", payload)
 
     (good / "files/create.sql").write_text("CREATE TABLE x (id BIGINT);\n")
-    assert load_pipeline(good).unit("from-file").checksum != pipeline.unit("from-file").checksum
+    edited = load_pipeline(good).unit("from-file")
+    assert edited.checksum == pipeline.unit("from-file").checksum
+    assert edited.payload_checksum != pipeline.unit("from-file").payload_checksum
 
 
 def test_minimal_pipeline_without_config(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from flamingock_provider.core.executor import RunInfo, UnitExecutor
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline, validate_pipeline
 from flamingock_provider.core.model import LeaseInfo, Pipeline
+from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
 from flamingock_provider.exceptions import FlamingockError, LeaseLostError
 
@@ -56,7 +57,9 @@ class Workspace:
 
             targets = open_target
         renderer = renderer or sandboxed_renderer(_cli_variables(run))
-        executor = UnitExecutor(self.pipeline, self.store, targets, run, lease=lease, renderer=renderer, log=log)
+        executor = UnitExecutor(
+            self.pipeline, self.store, targets, run, lease=lease, renderer=renderer, log=log, sinks=configured_sinks()
+        )
         return Engine(executor, pipeline_dir=self.pipeline_dir)
 
     def lease(self, owner: str | None = None) -> Lease:

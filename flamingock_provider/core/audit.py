@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flamingock_provider.core.lease import Fence
-from flamingock_provider.core.model import AuditEntry, TargetConfig
+from flamingock_provider.core.model import (
+    Action,
+    AuditEntry,
+    ChangeUnit,
+    ErrorInfo,
+    Pipeline,
+    State,
+    TargetConfig,
+    TxStrategy,
+)
 
 if TYPE_CHECKING:
     from flamingock_provider.core.targets import TargetSession
@@ -43,3 +55,73 @@ def truncate_utf8(text: str, limit: int) -> str:
     if len(raw) <= limit:
         return text
     return raw[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who runs: one execution id for a whole run, plus the Airflow task identity when there is one."""
+
+    execution_id: str
+    owner: str
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    try_number: int | None = None
+    triggered_by: str | None = None
+    hostname: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def error_info(err: BaseException) -> ErrorInfo:
+    """Type, message and trace of the error's cause, within the 16 KiB an entry allows."""
+    cause: BaseException = getattr(err, "cause", None) or err
+    trace = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    message = truncate_utf8(str(cause), MAX_ERROR_BYTES // 4)
+    return ErrorInfo(type(cause).__name__, message, truncate_utf8(trace, MAX_ERROR_BYTES - len(message) - 256))
+
+
+def build_entry(
+    pipeline: Pipeline,
+    unit: ChangeUnit,
+    run: RunInfo,
+    state: State,
+    action: Action,
+    *,
+    strategy: TxStrategy,
+    created_at: datetime,
+    execution_ms: int | None = None,
+    error: BaseException | None = None,
+    undo_state: Any = None,
+    lock_token: int | None = None,
+) -> AuditEntry:
+    """Return the SPEC §6 entry of one state transition of ``unit`` in ``run``."""
+    return AuditEntry(
+        pipeline=pipeline.id,
+        stage=unit.stage,
+        change_id=unit.id,
+        author=unit.author,
+        state=state,
+        action=action,
+        created_at=created_at,
+        execution_id=run.execution_id,
+        change_order=unit.order,
+        change_type=unit.change_type,
+        source_file=unit.source_file,
+        checksum=unit.checksum,
+        payload_checksum=unit.payload_checksum,
+        target=unit.target or pipeline.default_target,
+        transactional=strategy is not TxStrategy.NON_TX,
+        tx_strategy=strategy,
+        recovery=unit.recovery,
+        execution_ms=execution_ms,
+        error=None if error is None else error_info(error),
+        lock_token=lock_token,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        task_id=run.task_id,
+        try_number=run.try_number,
+        triggered_by=run.triggered_by,
+        hostname=run.hostname,
+        metadata=dict(pipeline.metadata),
+        undo_state=undo_state,
+    )

@@ -11,43 +11,26 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from flamingock_provider.core.audit import MAX_ERROR_BYTES, AuditStore, truncate_utf8
+from flamingock_provider.core.audit import AuditStore, RunInfo, build_entry
 from flamingock_provider.core.context import ChangeContext, StringRenderer
 from flamingock_provider.core.lease import Lease
 from flamingock_provider.core.model import (
     Action,
     AuditEntry,
     ChangeUnit,
-    ErrorInfo,
     Pipeline,
     State,
     Step,
     TxStrategy,
 )
+from flamingock_provider.core.sinks import Sink, emit
 from flamingock_provider.core.targets import TargetFactory, TargetSession
 from flamingock_provider.core.template import get_template
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, UnitExecutionError
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Who runs: one execution id for a whole run, plus the Airflow task identity when there is one."""
-
-    execution_id: str
-    owner: str
-    dag_id: str | None = None
-    run_id: str | None = None
-    task_id: str | None = None
-    try_number: int | None = None
-    triggered_by: str | None = None
-    hostname: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class StepFailure(Exception):
@@ -58,13 +41,6 @@ class StepFailure(Exception):
         self.index = index
         self.done = done
         self.cause = cause
-
-
-def error_info(err: BaseException) -> ErrorInfo:
-    cause = err.cause if isinstance(err, (StepFailure, UnitExecutionError)) else err
-    trace = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-    message = truncate_utf8(str(cause), MAX_ERROR_BYTES // 4)
-    return ErrorInfo(type(cause).__name__, message, truncate_utf8(trace, MAX_ERROR_BYTES - len(message) - 256))
 
 
 class UnitExecutor:
@@ -81,6 +57,7 @@ class UnitExecutor:
         renderer: StringRenderer | None = None,
         log: logging.Logger | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -91,6 +68,8 @@ class UnitExecutor:
         self.log = log or logging.getLogger("flamingock")
         self._now = now
         self._modules: dict[str, Any] = {}
+        self.sinks = list(sinks)
+        self._pending: list[AuditEntry] = []
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -105,59 +84,49 @@ class UnitExecutor:
         error: BaseException | None = None,
         undo_state: Any = None,
         tx: TargetSession | None = None,
-        checksum: str | None = None,
     ) -> AuditEntry:
-        """Append one entry under the lease; refuse (LeaseLostError) when the lease is gone."""
+        """Append one entry under the lease; refuse (LeaseLostError) when the lease is gone.
+
+        Entries written inside a shared transaction reach the sinks only once it commits.
+        """
         fence = None
         if self.lease is not None:
             self.lease.check()
             fence = self.lease.fence if self._store_fenced else None
-        entry = self._entry(unit, state, action, strategy, started, error, undo_state, checksum)
-        return self.store.append(entry, fence=fence, tx=tx)
-
-    def _entry(
-        self,
-        unit: ChangeUnit,
-        state: State,
-        action: Action,
-        strategy: TxStrategy,
-        started: float | None,
-        error: BaseException | None,
-        undo_state: Any,
-        checksum: str | None,
-    ) -> AuditEntry:
-        run = self.run
-        target = unit.target or self.pipeline.default_target
-        return AuditEntry(
-            pipeline=self.pipeline.id,
-            stage=unit.stage,
-            change_id=unit.id,
-            author=unit.author,
-            state=state,
-            action=action,
-            created_at=self._now(),
-            execution_id=run.execution_id,
-            change_order=unit.order,
-            change_type=unit.change_type,
-            source_file=unit.source_file,
-            checksum=checksum or unit.checksum,
-            payload_checksum=unit.payload_checksum,
-            target=target,
-            transactional=strategy is not TxStrategy.NON_TX,
-            tx_strategy=strategy,
-            recovery=unit.recovery,
+        entry = build_entry(
+            self.pipeline,
+            unit,
+            self.run,
+            state,
+            action,
+            strategy=strategy,
             execution_ms=None if started is None else int((time.monotonic() - started) * 1000),
-            error=None if error is None else error_info(error),
-            lock_token=self.lease.token if self.lease else None,
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            task_id=run.task_id,
-            try_number=run.try_number,
-            triggered_by=run.triggered_by,
-            hostname=run.hostname,
-            metadata=dict(self.pipeline.metadata),
+            error=error,
             undo_state=undo_state,
+            lock_token=self.lease.token if self.lease else None,
+            created_at=self._now(),
         )
+        stored = self.store.append(entry, fence=fence, tx=tx)
+        if tx is None:
+            emit(self.sinks, stored)
+        else:
+            self._pending.append(stored)
+        return stored
+
+    def _abort(self, session: TargetSession) -> None:
+        """Roll a target transaction back; its shared entries were never written."""
+        self._pending.clear()
+        try:
+            session.rollback()
+        except Exception:
+            self.log.warning("rolling back the target transaction failed", exc_info=True)
+
+    def _committed(self, session: TargetSession) -> None:
+        """Commit a shared transaction, then hand its entries to the sinks."""
+        session.commit()
+        pending, self._pending = self._pending, []
+        for entry in pending:
+            emit(self.sinks, entry)
 
     # -- apply ------------------------------------------------------------------------------
 
@@ -217,13 +186,13 @@ class UnitExecutor:
                 undo = self._run_steps(unit, session)
                 session.write_marker(self.pipeline.id, unit.id, self.run.execution_id)
                 self._verify_lease()  # the target commit cannot be fenced by the store: ask it
-                session.commit()
+                self._committed(session)
         except StepFailure as failure:
-            _quiet_rollback(session)
+            self._abort(session)
             self._record_failure(unit, failure, strategy, started)
             raise UnitExecutionError(unit.id, "apply", failure.cause) from failure.cause
         except BaseException:
-            _quiet_rollback(session)
+            self._abort(session)
             raise
         return self.record(unit, State.APPLIED, Action.APPLY, strategy=strategy, started=started, undo_state=undo)
 
@@ -245,13 +214,13 @@ class UnitExecutor:
                     undo_state=undo,
                     tx=session,
                 )
-                session.commit()
+                self._committed(session)
         except StepFailure as failure:
-            _quiet_rollback(session)
+            self._abort(session)
             self._record_failure(unit, failure, strategy, started)
             raise UnitExecutionError(unit.id, "apply", failure.cause) from failure.cause
         except BaseException:
-            _quiet_rollback(session)
+            self._abort(session)
             raise
         return entry
 
@@ -329,16 +298,16 @@ class UnitExecutor:
                 self._run_rollback_steps(unit, previous, session)
                 if transactional and session is not None:
                     entry = self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started, tx=tx)
-                    session.commit()
+                    self._committed(session)
                     return entry
         except StepFailure as failure:
             if transactional and session is not None:
-                _quiet_rollback(session)
+                self._abort(session)
             self.record(unit, State.ROLLBACK_FAILED, action, strategy=strategy, started=started, error=failure)
             raise UnitExecutionError(unit.id, "rollback", failure.cause) from failure.cause
         except BaseException:
             if transactional and session is not None:
-                _quiet_rollback(session)
+                self._abort(session)
             raise
         return self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started)
 
@@ -429,10 +398,3 @@ def _steps_to_undo(steps: Sequence[Step], previous: AuditEntry) -> list[tuple[in
         return [(i, steps[i], done[i] if i < len(done) else None) for i in range(failed)]
     states = state if isinstance(state, list) else []
     return [(i, step, states[i] if i < len(states) else None) for i, step in enumerate(steps)]
-
-
-def _quiet_rollback(session: TargetSession) -> None:
-    try:
-        session.rollback()
-    except Exception:
-        logging.getLogger("flamingock").warning("rolling back the target transaction failed", exc_info=True)

@@ -6,13 +6,14 @@ The embedded SQLite store needs no Airflow import; a ``conn_id`` is resolved the
 from __future__ import annotations
 
 import importlib
-import os
-from pathlib import Path
 from typing import Any
+
+__all__ = ["embedded_store_path", "flamingock_home", "open_lease_backend", "open_store"]
 
 from flamingock_provider.core.audit import AuditStore
 from flamingock_provider.core.lease import LeaseBackend
 from flamingock_provider.core.model import AuditConfig, LockConfig
+from flamingock_provider.core.paths import embedded_store_path, flamingock_home
 from flamingock_provider.exceptions import ConfigurationError
 
 # audit connection type -> "module:factory(config, connection) -> store"
@@ -21,18 +22,6 @@ STORE_FACTORIES: dict[str, str] = {
     "mongo": "flamingock_provider.stores.mongo:open_mongo_store",
     "aws": "flamingock_provider.stores.dynamodb:open_dynamodb_store",
 }
-
-
-def flamingock_home() -> Path:
-    """``$FLAMINGOCK_HOME``, else ``$AIRFLOW_HOME/flamingock``, else ``~/airflow/flamingock``."""
-    home = os.environ.get("FLAMINGOCK_HOME")
-    if home:
-        return Path(home).expanduser()
-    return Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "flamingock"
-
-
-def embedded_store_path() -> Path:
-    return flamingock_home() / "audit.db"
 
 
 def open_store(config: AuditConfig) -> AuditStore:

@@ -58,8 +58,7 @@ def _check_payload(where: str, payload: Mapping[str, Any]) -> list[str]:
         return [f"field '{where}.file': expected a relative path string, got {payload['file']!r}"]
     statements = payload.get("statements")
     if has_statements and not (
-        isinstance(statements, str)
-        or (isinstance(statements, list) and all(isinstance(s, str) for s in statements))
+        isinstance(statements, str) or (isinstance(statements, list) and all(isinstance(s, str) for s in statements))
     ):
         return [f"field '{where}.statements': expected a string or a list of strings, got {statements!r}"]
     return []

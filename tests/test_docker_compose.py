@@ -1,0 +1,74 @@
+"""docker-compose.yaml is for users (no Docker engine here): check its structure instead of running it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flamingock_provider.core.loader import discover_pipelines, load_pipeline
+from flamingock_provider.targets.connections import parse_env_connection
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
+    return compose["services"][service]["environment"]
+
+
+def test_every_service_is_there_with_a_healthcheck(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("postgres", "mongo", "moto", "redis", *AIRFLOW_SERVICES):
+        assert name in services, name
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["mongo"]["image"] == "mongo:8"
+    assert services["moto"]["image"].startswith("motoserver/moto:")
+    assert not any("localstack" in str(s.get("image", "")) for s in services.values())
+
+
+def test_mongo_runs_as_a_replica_set_initiated_by_its_healthcheck(compose: dict[str, Any]) -> None:
+    mongo = compose["services"]["mongo"]
+    assert "--replSet" in mongo["command"]
+    check = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate" in check and "mongo:27017" in check
+
+
+def test_airflow_services_use_the_official_image_with_the_provider(compose: dict[str, Any]) -> None:
+    dockerfile = (REPO / compose["services"]["airflow-scheduler"]["build"]["dockerfile"]).read_text()
+    assert "FROM apache/airflow:3.3" in dockerfile and "pip install" in dockerfile and "[all]" in dockerfile
+    commands = {compose["services"][s]["command"] for s in AIRFLOW_SERVICES}
+    assert commands == {"api-server", "scheduler", "dag-processor", "triggerer"}
+    for service in AIRFLOW_SERVICES:
+        spec = compose["services"][service]
+        assert "./dags:/opt/airflow/dags" in spec["volumes"]
+        assert spec["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+        assert spec["depends_on"]["mongo"]["condition"] == "service_healthy"
+        env = env_of(compose, service)
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
+
+
+def test_every_connection_the_example_pipelines_use_is_preset(compose: dict[str, Any]) -> None:
+    env = env_of(compose, "airflow-scheduler")
+    for folder in discover_pipelines(REPO / "dags" / "changes"):
+        pipeline = load_pipeline(folder)
+        conn_ids = {t.conn_id for t in pipeline.targets.values()} | {pipeline.audit.conn_id} - {None}
+        for conn_id in conn_ids:
+            raw = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+            assert raw, f"{folder.name}: connection {conn_id} is not preset"
+            conn = parse_env_connection(conn_id, raw)
+            assert conn.conn_type in {"sqlite", "mongo", "aws", "http", "redis"}
+    aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert aws["extra"]["endpoint_url"] == "http://moto:5000"
+    assert json.loads(env["AIRFLOW_CONN_MONGO_CATALOG"])["host"] == "mongo"

@@ -1,7 +1,13 @@
 """The MongoDB store: audit log and lease in two collections of one database, safe across processes.
 
 - Audit collection (``audit.table``): one document per entry, indexed ``(pipeline, change_id, seq)``
-  so :meth:`MongoStore.latest` is a single aggregate, and unique on ``(pipeline, seq)``.
+  for a change's history, and unique on ``(pipeline, seq)``.
+- Latest collection (``<audit.table>_latest``): a copy of each change's newest entry, ``_id`` =
+  ``<pipeline>/<change_id>``, replaced right after the entry is inserted (in the same transaction for
+  TX_SHARED), and only by a newer one. :meth:`MongoStore.latest` reads these copies with one aggregate,
+  so reading the audit state stays flat however long the history grows. Outside a transaction the
+  copy is written second: an append cut between the two writes is an append that did not happen as
+  far as decisions go (the next run sees the state before it), never one that looks done.
 - Lock collection (``flamingock_lock``): one document per pipeline, ``_id`` = the lease key. Every
   lease write is one conditional ``findAndModify`` whose expiry uses the server's clock (``$$NOW``,
   compared through ``$toLong``). The document also carries the pipeline's audit sequence counter:
@@ -30,6 +36,7 @@ from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditConfig, AuditEntry, LeaseInfo, TargetConfig
 from flamingock_provider.exceptions import LeaseLostError, StoreError
 from flamingock_provider.targets.mongo import (
+    HookFactory,
     MongoTargetSession,
     connect,
     database_name,
@@ -54,7 +61,8 @@ FREED = {"owner": None, "expires_at": EPOCH, "lsid": None}
 DUPLICATE_KEY = 11000
 SEQ_RETRIES = 5
 
-Connector = Callable[[], "tuple[Any, MongoClient[Any]]"]
+# -> (a getter of the connection's hook, or None; the client)
+Connector = Callable[[], "tuple[HookFactory | None, MongoClient[Any]]"]
 
 
 def _aware(value: datetime) -> datetime:
@@ -96,11 +104,12 @@ class MongoStore:
         self.database_name = database
         self._default_database = default_database or database
         self._table = table
+        self._latest_table = f"{table}_latest"
         self._lock_table = lock_table
         self._connector = connector
         self._concern = concern
         self._guard = threading.RLock()
-        self._hook: Any = None
+        self._hook_factory: HookFactory | None = None
         self._client: MongoClient[Any] | None = None
         self._db: Database[Any] | None = None
         self._session: ClientSession | None = None
@@ -116,16 +125,21 @@ class MongoStore:
             return self._db
 
     def _open(self) -> Database[Any]:
-        hook, client = self._connector()
-        self._hook, self._client = hook, client
+        hook_factory, client = self._connector()
+        self._hook_factory, self._client = hook_factory, client
         db = client.get_database(self.database_name, write_concern=self._concern or write_concern({}))
         with self._errors("create the audit indexes"):
             db[self._table].create_indexes(_audit_indexes(self._table))
+            db[self._latest_table].create_indexes(_latest_indexes(self._latest_table))
         return db
 
     @property
     def audit(self) -> Collection[Any]:
         return self.db[self._table]
+
+    @property
+    def latest_copies(self) -> Collection[Any]:
+        return self.db[self._latest_table]
 
     @property
     def locks(self) -> Collection[Any]:
@@ -176,9 +190,23 @@ class MongoStore:
     def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: Any = None) -> AuditEntry:
         seq = self._next_seq(entry.pipeline, fence)
         doc = _to_document(entry, seq)
+        session = tx.session if tx is not None else None
         with self._errors(f"append {entry.state.value} of change {entry.change_id!r}"):
-            self.audit.insert_one(doc, session=tx.session if tx is not None else None)
+            self.audit.insert_one(doc, session=session)
+            self._keep_latest(doc, session)
         return replace(entry, seq=seq)
+
+    def _keep_latest(self, doc: Mapping[str, Any], session: ClientSession | None) -> None:
+        """Replace the change's latest copy unless a newer entry already did."""
+        from pymongo.errors import DuplicateKeyError
+
+        copy = latest_copy(doc)
+        try:
+            self.latest_copies.replace_one(
+                {"_id": copy["_id"], "seq": {"$lt": copy["seq"]}}, copy, upsert=True, session=session
+            )
+        except DuplicateKeyError:  # the copy exists with a newer seq: it stays
+            pass
 
     def _next_seq(self, pipeline: str, fence: Fence | None) -> int:
         """Increment the pipeline's counter; under a fence only while that owner and token hold the lease."""
@@ -224,14 +252,9 @@ class MongoStore:
         return int(doc["seq"])
 
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
-        stages: list[dict[str, Any]] = [
-            {"$match": {"pipeline": pipeline}},
-            {"$sort": {"pipeline": 1, "change_id": 1, "seq": -1}},
-            {"$group": {"_id": "$change_id", "entry": {"$first": "$$ROOT"}}},
-        ]
         with self._errors(f"read the latest entries of pipeline {pipeline!r}"):
-            rows = list(self.audit.aggregate(stages))
-        entries = (_from_document(row["entry"]) for row in rows)
+            rows = list(self.latest_copies.aggregate([{"$match": {"pipeline": pipeline}}]))
+        entries = (_from_document(row) for row in rows)
         return {e.change_id: e for e in entries}
 
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
@@ -252,7 +275,7 @@ class MongoStore:
             self._mongo_client(),
             self.db,
             target,
-            hook=self._hook,
+            hook_factory=self._hook_factory,
             shared_session=self.client_session,
             owns_client=False,
         )
@@ -337,6 +360,17 @@ def _audit_indexes(table: str) -> list[Any]:
     ]
 
 
+def _latest_indexes(table: str) -> list[Any]:
+    from pymongo import ASCENDING, IndexModel
+
+    return [IndexModel([("pipeline", ASCENDING)], name=f"{table}_by_pipeline")]
+
+
+def latest_copy(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The latest-collection copy of an audit document (``_id`` = ``<pipeline>/<change_id>``)."""
+    return {**doc, "_id": f"{doc['pipeline']}/{doc['change_id']}"}
+
+
 def _to_document(entry: AuditEntry, seq: int) -> dict[str, Any]:
     """The entry as BSON: plain JSON values (as the embedded store keeps them), a real date, the seq."""
     data = entry.to_dict()
@@ -362,7 +396,7 @@ def open_mongo_store(config: AuditConfig, conn: Any) -> MongoStore:
     conn_id = config.conn_id or conn.conn_id
     database = database_name(conn_id, config.database, conn.schema, "audit store")
     return MongoStore(
-        lambda: connect(conn_id),
+        lambda: connect(conn),
         database,
         conn_id=conn_id,
         default_database=conn.schema,

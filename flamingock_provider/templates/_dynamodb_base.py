@@ -1,0 +1,112 @@
+"""What every ``dynamodb.*`` template shares: payload checks (parse time, no I/O) and the base class.
+
+No boto3 import at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from flamingock_provider.core.context import ChangeContext
+from flamingock_provider.core.suggest import did_you_mean
+from flamingock_provider.core.template import Template
+from flamingock_provider.exceptions import ConfigurationError
+from flamingock_provider.targets.aws import aws_session, table_status
+
+MAX_ITEMS_PER_STEP = 90  # a transaction holds 100 writes; leave room for audit entries and the marker
+KEY_TYPES = frozenset({"S", "N", "B"})
+BILLING_MODES = frozenset({"PAY_PER_REQUEST", "PROVISIONED"})
+Problems = list[str]
+
+
+# -- payload checks (parse time, no I/O) ------------------------------------------------------
+
+
+def templated(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def check_str(payload: Mapping[str, Any], key: str, where: str = "apply") -> Problems:
+    value = payload.get(key)
+    if key not in payload or (isinstance(value, str) and value):
+        return []
+    return [f"field '{where}.{key}': expected a non-empty string, got {value!r}"]
+
+
+def check_key(payload: Mapping[str, Any], key: str, where: str) -> Problems:
+    spec = payload.get(key)
+    if key not in payload or templated(spec):
+        return []
+    if not isinstance(spec, Mapping) or set(spec) != {"name", "type"} or spec["type"] not in KEY_TYPES:
+        return [f"field '{where}.{key}': expected {{name: <attribute>, type: S|N|B}}, got {spec!r}"]
+    return []
+
+
+def check_index(index: Any, where: str) -> Problems:
+    if not isinstance(index, Mapping):
+        return [f"field '{where}': expected an index mapping, got {index!r}"]
+    allowed = ("name", "partition_key", "sort_key", "projection", "read_capacity", "write_capacity")
+    problems = [f"field '{where}.{k}': unknown key{did_you_mean(str(k), allowed)}" for k in index if k not in allowed]
+    problems += check_str(index, "name", where) + check_key(index, "partition_key", where)
+    problems += check_key(index, "sort_key", where)
+    if "name" not in index or "partition_key" not in index:
+        problems.append(f"field '{where}': an index needs 'name' and 'partition_key'")
+    return problems
+
+
+def check_choice(payload: Mapping[str, Any], key: str, choices: frozenset[str]) -> Problems:
+    value = payload.get(key)
+    if key not in payload or templated(value) or value in choices:
+        return []
+    return [f"field 'apply.{key}': {value!r} is not one of {', '.join(sorted(choices))}"]
+
+
+def check_list(payload: Mapping[str, Any], key: str, limit: int) -> Problems:
+    value = payload.get(key)
+    if key not in payload or templated(value):
+        return []
+    if not isinstance(value, list) or not value or not all(isinstance(v, Mapping) for v in value):
+        return [f"field 'apply.{key}': expected a non-empty list of mappings, got {type(value).__name__}"]
+    if len(value) > limit:
+        return [f"field 'apply.{key}': {len(value)} entries, over {limit} per step; split them into steps or units"]
+    return []
+
+
+# -- target access ------------------------------------------------------------------------------
+
+
+def describe(client: Any, table: str) -> Mapping[str, Any]:
+    described = table_status(client, table)
+    if described is None:
+        raise ConfigurationError(f"DynamoDB table {table!r} does not exist; create it first (dynamodb.create_table)")
+    return described
+
+
+def key_names(described: Mapping[str, Any]) -> list[str]:
+    return [k["AttributeName"] for k in described["KeySchema"]]
+
+
+# -- the template base ----------------------------------------------------------------------------
+
+
+class DynamoTemplate(Template):
+    """Common parts: an aws target, a ``table``, rollbacks derived from the undo state."""
+
+    target_kind = "aws"
+    op: ClassVar[str] = ""
+
+    def validate(self, apply: Mapping[str, Any], rollback: Mapping[str, Any] | None) -> list[str]:
+        problems = super().validate(apply, rollback) + check_str(apply, "table")
+        if rollback is not None:
+            problems.append(f"field 'rollback': {self.name!r} derives its rollback from what apply replaced; remove it")
+        return problems + self.check(apply)
+
+    def check(self, apply: Mapping[str, Any]) -> Problems:
+        return []
+
+    def derives_rollback(self, apply: Mapping[str, Any]) -> bool:
+        return True
+
+    def client(self, ctx: ChangeContext) -> Any:
+        return aws_session(ctx, self.name).client("dynamodb")

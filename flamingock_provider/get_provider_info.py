@@ -1,10 +1,14 @@
-"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
+
+Keep this module import-free: a failing provider entry point breaks every ``airflow`` command.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 PACKAGE_NAME = "flamingock-provider"
+INTEGRATION = "Flamingock"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -14,4 +18,26 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Flamingock",
         "description": "Versioned, audited, lock-protected change-as-code for the systems pipelines depend on.",
         "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://www.flamingock.io/",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["flamingock_provider.hooks.flamingock"]}],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "flamingock_provider.operators.plan",
+                    "flamingock_provider.operators.apply",
+                    "flamingock_provider.operators.rollback",
+                    "flamingock_provider.operators.undo",
+                    "flamingock_provider.operators.release",
+                    "flamingock_provider.operators.complete",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["flamingock_provider.sensors.lock"]}],
     }

@@ -1,0 +1,1 @@
+"""Airflow operators of the Flamingock provider: thin tasks over the one engine."""

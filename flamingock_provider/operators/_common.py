@@ -1,0 +1,225 @@
+"""What every Flamingock task shares: the run's action, its identity, the pipeline folder, Jinja.
+
+One DAG run is one execution: every task of the run derives the same ``execution_id`` from
+``dag_id`` and ``run_id``, and the lease owner is ``<dag_id>/<run_id>``. The pipeline folder is
+kept relative to the DAG file's folder and resolved at run time against the DAG bundle the worker
+holds, so a worker with the bundle somewhere else still finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from flamingock_provider.core.executor import RunInfo
+from flamingock_provider.core.lease import Lease
+from flamingock_provider.exceptions import (
+    BlockedError,
+    ConfigurationError,
+    LeaseError,
+    PipelineValidationError,
+    UsageError,
+)
+from flamingock_provider.hooks.flamingock import FlamingockHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from flamingock_provider.commands import Workspace
+    from flamingock_provider.core.context import StringRenderer
+
+ACTIONS = ("apply", "plan", "undo")
+# Errors a retry cannot fix: the task fails at once, with the message that says what to do.
+FATAL_ERRORS = (UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError)
+_EXECUTION_NAMESPACE = uuid.UUID("6f1c3a52-4a8e-4d0e-9a43-7d2b1f0c9e11")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the DAG run's trigger form asked for."""
+
+    action: str = "apply"
+    undo_to: str | None = None
+
+
+def run_request(context: Context) -> RunRequest:
+    """Read ``action`` and ``undo_to`` from the run's params; fail at once when they don't fit."""
+    params = context.get("params") or {}
+    action = params.get("action") or "apply"
+    undo_to = params.get("undo_to") or None
+    if action not in ACTIONS:
+        raise AirflowFailException(f"param 'action' is {action!r}; use one of: {', '.join(ACTIONS)}")
+    if action == "undo" and undo_to is None:
+        raise AirflowFailException(
+            "action 'undo' needs param 'undo_to': set it to the change id to roll back to (the changes "
+            "applied after it are undone, newest first); nothing was changed"
+        )
+    return RunRequest(action, str(undo_to) if undo_to is not None else None)
+
+
+def execution_id(dag_id: str, run_id: str) -> str:
+    """Return the execution id every task of one DAG run shares."""
+    return uuid.uuid5(_EXECUTION_NAMESPACE, f"{dag_id}/{run_id}").hex
+
+
+def run_owner(context: Context) -> str:
+    """Return the lease owner of this DAG run: ``<dag_id>/<run_id>``."""
+    ti = context["ti"]
+    return f"{ti.dag_id}/{ti.run_id}"
+
+
+def run_info(context: Context) -> RunInfo:
+    """Return the audit identity of this task try."""
+    ti = context["ti"]
+    return RunInfo(
+        execution_id=execution_id(ti.dag_id, ti.run_id),
+        owner=run_owner(context),
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        try_number=ti.try_number,
+        triggered_by=_triggered_by(context),
+        hostname=socket.gethostname(),
+        params=dict(context.get("params") or {}),
+    )
+
+
+def _triggered_by(context: Context) -> str:
+    dag_run = context.get("dag_run")
+    run_type = getattr(getattr(dag_run, "run_type", None), "value", None) or "airflow"
+    user = getattr(dag_run, "triggering_user_name", None)
+    return f"airflow:{run_type}:{user}" if user else f"airflow:{run_type}"
+
+
+@contextmanager
+def airflow_errors() -> Iterator[None]:
+    """Fail the task without retries on errors a retry cannot fix."""
+    try:
+        yield
+    except FATAL_ERRORS as err:
+        raise AirflowFailException(str(err)) from err
+
+
+def caller_file() -> Path | None:
+    """Return the file of the first caller outside this package and Airflow (the DAG file)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(("flamingock_provider", "airflow")):
+            file = frame.f_globals.get("__file__")
+            if file:
+                return Path(file).resolve()
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def caller_folder() -> Path:
+    """Return the folder of the DAG file calling into this package (the current folder if none)."""
+    file = caller_file()
+    return file.parent if file is not None else Path.cwd()
+
+
+def runtime_dag_folder(context: Context) -> Path | None:
+    """Return the folder of the running DAG's file inside the bundle this worker holds."""
+    dag = context.get("dag")
+    if dag is None:
+        return None
+    bundle = getattr(context.get("ti"), "bundle_instance", None)
+    relative = getattr(dag, "relative_fileloc", None)
+    if bundle is not None and relative:
+        return (Path(bundle.path) / relative).parent
+    return Path(dag.fileloc).parent if getattr(dag, "fileloc", None) else None
+
+
+@lru_cache(maxsize=64)
+def _parent_folder(file: str) -> Path:
+    return Path(file).resolve().parent
+
+
+@lru_cache(maxsize=256)
+def _pipeline_paths(pipeline_dir: str, folder: Path) -> tuple[str, str]:
+    """Return the absolute pipeline folder and its path relative to the DAG file's folder."""
+    path = Path(pipeline_dir)
+    absolute = os.path.abspath(path if path.is_absolute() else folder / path)
+    try:
+        return absolute, Path(os.path.relpath(absolute, folder)).as_posix()
+    except ValueError:  # another drive
+        return absolute, absolute
+
+
+class FlamingockTaskMixin:
+    """Pipeline folder, hook, audit identity and renderer for a Flamingock operator or sensor."""
+
+    pipeline_dir: str  # absolute, as seen where the DAG was parsed
+    pipeline_ref: str  # relative to the DAG file's folder (POSIX), or absolute when outside it
+
+    def _init_pipeline(self, pipeline_dir: str | os.PathLike[str]) -> None:
+        folder = self._dag_folder() or caller_folder()
+        self.pipeline_dir, self.pipeline_ref = _pipeline_paths(os.fspath(pipeline_dir), folder)
+
+    def _dag_folder(self) -> Path | None:
+        has_dag = getattr(self, "has_dag", None)
+        if has_dag is None or not has_dag():
+            return None
+        fileloc = getattr(self.dag, "fileloc", None)  # type: ignore[attr-defined]
+        return _parent_folder(fileloc) if fileloc else None
+
+    def resolve_pipeline_dir(self, context: Context) -> Path:
+        """Return the pipeline folder inside the current bundle; the parse-time path as a fallback."""
+        folder = runtime_dag_folder(context)
+        if folder is not None and not os.path.isabs(self.pipeline_ref):
+            candidate = folder / self.pipeline_ref
+            if candidate.is_dir():
+                return candidate
+        return Path(self.pipeline_dir)
+
+    def hook(self, context: Context) -> FlamingockHook:
+        return FlamingockHook(self.resolve_pipeline_dir(context))
+
+    def renderer(self, context: Context) -> StringRenderer:
+        """Render payload strings and ``when:`` with Airflow's sandboxed Jinja and the task context."""
+        env = self.get_template_env()  # type: ignore[attr-defined]
+
+        def render(text: str) -> Any:
+            return self.render_template(text, context, env)  # type: ignore[attr-defined]
+
+        return render
+
+    def lease_token(self, context: Context, lock_task_id: str) -> int | None:
+        token = context["ti"].xcom_pull(task_ids=lock_task_id)
+        return int(token) if token is not None else None
+
+    def adopt_lease(self, context: Context, ws: Workspace, lock_task_id: str) -> Lease:
+        """Continue the run's lease taken by the lock task: re-check owner and token, and extend it."""
+        token = self.lease_token(context, lock_task_id)
+        if token is None:
+            raise AirflowFailException(
+                f"task {lock_task_id!r} handed on no lease token; it must run (and take the lease) before "
+                f"this task. Clear the run from {lock_task_id!r}"
+            )
+        lease = ws.lease(run_owner(context))
+        lease.adopt(token)
+        return lease
+
+    @contextmanager
+    def run_lease(self, context: Context, ws: Workspace, lock_task_id: str | None) -> Iterator[Lease]:
+        """Adopt the lock task's lease; without a lock task, take the lease for this task only."""
+        if lock_task_id is not None:
+            yield self.adopt_lease(context, ws, lock_task_id)
+            return
+        lease = ws.lease(run_owner(context))
+        lease.acquire()
+        try:
+            yield lease
+        finally:
+            lease.release()

@@ -1,0 +1,53 @@
+"""The last task of a pipeline run: it succeeds only after a clean apply, and then emits the asset."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator, get_parsing_context
+from airflow.sdk.exceptions import AirflowSkipException
+
+from flamingock_provider.operators._common import run_request
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def pipeline_asset(pipeline_id: str) -> Asset:
+    """Return the asset a successful apply of ``pipeline_id`` emits: ``flamingock://<pipeline>``."""
+    return Asset(f"flamingock://{pipeline_id}")
+
+
+def _parsed_for_another_task(task_id: str) -> bool:
+    """True in a worker that re-parsed the DAG file to run some other task."""
+    wanted = get_parsing_context().task_id
+    return bool(wanted) and wanted != task_id
+
+
+class FlamingockCompleteOperator(BaseOperator):
+    """Finish an ``apply`` run and emit ``flamingock://<pipeline>``; skip for ``plan`` and ``undo``.
+
+    Its trigger rule ``none_failed`` makes it ``upstream_failed`` when any change or rollback task
+    failed; as the run's last non-teardown task that fails the run even after a compensation that
+    succeeded.
+
+    :param pipeline_id: the pipeline whose asset the task emits.
+    """
+
+    ui_color = "#ceead6"
+
+    def __init__(self, *, pipeline_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed")
+        given = "outlets" in kwargs
+        super().__init__(**kwargs)
+        self.pipeline_id = pipeline_id
+        # Building an Asset with a URI makes Airflow import every provider's asset handlers (about
+        # 0.3 s): a worker that re-parsed the DAG file for another task does not need the outlet.
+        if not given and not _parsed_for_another_task(self.task_id):
+            self.outlets = [pipeline_asset(pipeline_id)]
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        request = run_request(context)
+        if request.action != "apply":
+            raise AirflowSkipException(f"action is {request.action!r}: no asset event")
+        return {"pipeline": self.pipeline_id, "asset": f"flamingock://{self.pipeline_id}"}

@@ -1,0 +1,104 @@
+"""The lock sensor: take the pipeline's lease for this DAG run, waiting while another owner holds it.
+
+Each poke is one conditional write (take the lease if free, expired or already this run's). The
+fencing token goes to XCom (``PokeReturnValue``) for the unit tasks to adopt. In ``reschedule``
+mode waiting holds no worker slot. ``deferrable`` is not implemented yet: it falls back to
+``reschedule`` (which also frees the worker slot) and logs that it did.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from flamingock_provider.core.model import LockConfig, LockMode
+from flamingock_provider.exceptions import LockTimeoutError
+from flamingock_provider.hooks.pipeline_cache import cached_pipeline
+from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_owner, run_request
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def sensor_mode(mode: LockMode | str) -> str:
+    """Return the Airflow sensor mode for a ``lock.mode``: deferrable falls back to reschedule."""
+    value = LockMode(mode)
+    return LockMode.POKE.value if value is LockMode.POKE else LockMode.RESCHEDULE.value
+
+
+class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
+    """Take a pipeline's lease for this DAG run (owner ``<dag_id>/<run_id>``); hand the token on.
+
+    With the run's ``action`` = ``plan`` it succeeds at once without taking the lease; with
+    ``undo`` and no ``undo_to`` it fails at once. After ``wait_timeout_seconds`` it fails with a
+    message naming the holder and its expiry.
+
+    :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
+    :param wait_timeout_seconds: how long to wait; default ``lock.wait_timeout_seconds``.
+    :param poke_interval: seconds between tries; default ``lock.poke_interval_seconds``.
+    :param mode: ``poke`` or ``reschedule`` (``deferrable`` falls back to ``reschedule``);
+        default ``lock.mode``.
+    """
+
+    ui_color = "#fff4e5"
+
+    def __init__(
+        self,
+        *,
+        pipeline_dir: str | os.PathLike[str],
+        wait_timeout_seconds: float | None = None,
+        poke_interval: float | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(mode=sensor_mode(mode or LockMode.RESCHEDULE), **kwargs)
+        self._init_pipeline(pipeline_dir)
+        given = None not in (wait_timeout_seconds, poke_interval, mode)
+        lock = LockConfig() if given else cached_pipeline(self.pipeline_dir).lock
+        self.requested_mode = LockMode(mode or lock.mode).value
+        self.mode = sensor_mode(self.requested_mode)
+        self.timeout = float(wait_timeout_seconds if wait_timeout_seconds is not None else lock.wait_timeout_seconds)
+        self.poke_interval = float(poke_interval if poke_interval is not None else lock.poke_interval_seconds)
+        self._validate_input_values()
+
+    def execute(self, context: Context) -> Any:
+        if self.requested_mode == LockMode.DEFERRABLE.value:
+            self.log.warning("lock mode 'deferrable' is not implemented yet: waiting in 'reschedule' mode instead")
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as err:
+            raise AirflowSensorTimeout(self._timeout_message(context)) from err
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if run_request(context).action == "plan":
+            self.log.info("action 'plan': no lease taken")
+            return PokeReturnValue(is_done=True, xcom_value=None)
+        with airflow_errors(), self.hook(context).workspace() as ws:
+            lease = ws.lease(run_owner(context))
+            info = lease.try_acquire()
+            if info is not None:
+                self.log.info(
+                    "lease of %s taken by %s: token %s until %s",
+                    info.key,
+                    info.owner,
+                    info.token,
+                    info.expires_at.isoformat(),
+                )
+                return PokeReturnValue(is_done=True, xcom_value=info.token)
+            holder = ws.leases.current(ws.pipeline.id)
+        if holder is not None:
+            self.log.info(
+                "lease of %s held by %s until %s; waiting", holder.key, holder.owner, holder.expires_at.isoformat()
+            )
+        return False
+
+    def _timeout_message(self, context: Context) -> str:
+        with self.hook(context).workspace() as ws:
+            holder = ws.leases.current(ws.pipeline.id)
+            key = ws.pipeline.id
+        owner = holder.owner if holder else None
+        return str(LockTimeoutError(key, owner, holder.expires_at if holder else None, float(self.timeout)))

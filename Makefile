@@ -25,8 +25,20 @@ test: install lint
 demo: install
 	bash scripts/demo.sh
 
+# Every benchmark in order (issue 9: parse, history growth, throughput; then the older ones), each
+# printing its table with the machine's details. bench/parse.py runs when it exists.
 bench: install
+	if [ -f bench/parse.py ]; then $(PY) bench/parse.py; fi
+	$(PY) bench/history_growth.py
+	$(PY) bench/throughput.py
 	$(PY) bench/apply_vs_alembic.py
+	$(PY) bench/mongo_overhead.py
+
+# The reliability suite at full counts (issue 8): per backend 10 races of 8 runners x 50 units, 30 kills,
+# frozen holders, skewed clocks, store outages; the hostile-input corpus and 1500 fuzzed pipelines.
+# `make test` runs the same suite with reduced counts; bench/faults.py prints the figures.
+reliability: install
+	FLAMINGOCK_RELIABILITY_FULL=1 $(VENV)/bin/pytest -q tests/reliability
 
 clean:
 	rm -rf $(VENV) build *.egg-info .demo

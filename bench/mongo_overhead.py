@@ -36,7 +36,7 @@ from tests.fixtures.mongo_server import MongoServer  # noqa: E402
 
 CONN_ID = "mongo_bench"
 DATABASE = "bench"
-AUDIT_COLLECTIONS = frozenset({"flamingock_audit_log", "flamingock_lock"})
+AUDIT_COLLECTIONS = frozenset({"flamingock_audit_log", "flamingock_audit_log_latest", "flamingock_lock"})
 PIPELINE_YAML = f"""\
 audit: {{conn_id: {CONN_ID}}}
 targets:

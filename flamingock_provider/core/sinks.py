@@ -5,6 +5,9 @@ A sink is a callable ``sink(entry: AuditEntry) -> None``. Sinks register in the 
 The built-in ``jsonl`` sink appends one JSON document per entry to ``FLAMINGOCK_AUDIT_JSONL``
 (default ``$FLAMINGOCK_HOME/audit.jsonl``) for ELK-style shipping. A failing sink is logged and
 never fails a change: the audit store, not the sink, is the record.
+
+Higher layers switch a sink on by themselves with :func:`register_automatic` (the Airflow operators
+register Airflow metrics, :mod:`flamingock_provider.metrics`), so that core never imports them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from flamingock_provider.core.model import AuditEntry
 ENTRY_POINT_GROUP = "flamingock.audit_sinks"
 Sink = Callable[[AuditEntry], None]
 log = logging.getLogger("flamingock.sinks")
+# name -> factory returning a sink, or None where it does not apply (e.g. Airflow metrics are off)
+_automatic: dict[str, Callable[[], Sink | None]] = {}
 
 
 class JsonLinesSink:
@@ -45,8 +50,26 @@ def _default_jsonl_path() -> Path:
     return Path(os.environ.get("FLAMINGOCK_AUDIT_JSONL") or flamingock_home() / "audit.jsonl")
 
 
+def register_automatic(name: str, factory: Callable[[], Sink | None]) -> None:
+    """Add a sink to every runner of this process; ``factory`` returns None where it does not apply."""
+    _automatic[name] = factory
+
+
+def _automatic_sinks() -> list[Sink]:
+    sinks: list[Sink] = []
+    for name, factory in _automatic.items():
+        try:
+            sink = factory()
+        except Exception:
+            log.warning("automatic audit sink %r could not be set up; ignored", name, exc_info=True)
+            continue
+        if sink is not None:
+            sinks.append(sink)
+    return sinks
+
+
 def configured_sinks(names: str | None = None) -> list[Sink]:
-    """Build the sinks named in ``FLAMINGOCK_AUDIT_SINKS`` (or ``names``)."""
+    """Build the sinks named in ``FLAMINGOCK_AUDIT_SINKS`` (or ``names``), then the automatic ones."""
     wanted = [
         n.strip() for n in (names if names is not None else os.environ.get("FLAMINGOCK_AUDIT_SINKS", "")).split(",")
     ]
@@ -60,7 +83,7 @@ def configured_sinks(names: str | None = None) -> list[Sink]:
             log.warning("audit sink %r is not installed (entry-point group %s); ignored", name, ENTRY_POINT_GROUP)
             continue
         sinks.append(found[0].load()())
-    return sinks
+    return sinks + _automatic_sinks()
 
 
 def emit(sinks: Sequence[Sink], entry: AuditEntry) -> None:

@@ -31,6 +31,7 @@ from flamingock_provider.exceptions import (
     UsageError,
 )
 from flamingock_provider.hooks.flamingock import FlamingockHook
+from flamingock_provider.metrics import lease_acquired as lease_acquired  # registers the Airflow metrics sink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -40,4 +40,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["flamingock_provider.sensors.lock"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["flamingock_provider.triggers.lock"]}],
+        # `airflow flamingock ...` (Airflow >= 3.2): a function returning the CLI command group
+        "cli": ["flamingock_provider.cli.airflow_cli.get_cli_commands"],
     }

@@ -2,13 +2,16 @@
 
 Each poke is one conditional write (take the lease if free, expired or already this run's). The
 fencing token goes to XCom (``PokeReturnValue``) for the unit tasks to adopt. In ``reschedule``
-mode waiting holds no worker slot. ``deferrable`` is not implemented yet: it falls back to
-``reschedule`` (which also frees the worker slot) and logs that it did.
+mode waiting holds no worker slot between pokes. In ``deferrable`` mode the sensor tries once, then
+waits in the triggerer (:class:`~flamingock_provider.triggers.lock.FlamingockLockTrigger` watches
+the lease) and takes the lease when it resumes in a worker: the atomic write stays in the worker.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -18,13 +21,14 @@ from flamingock_provider.core.model import LockConfig, LockMode
 from flamingock_provider.exceptions import LockTimeoutError
 from flamingock_provider.hooks.pipeline_cache import cached_pipeline
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_owner, run_request
+from flamingock_provider.triggers.lock import TIMEOUT, FlamingockLockTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
 def sensor_mode(mode: LockMode | str) -> str:
-    """Return the Airflow sensor mode for a ``lock.mode``: deferrable falls back to reschedule."""
+    """Return the Airflow sensor mode for a ``lock.mode`` (deferrable waits in the triggerer, not in pokes)."""
     value = LockMode(mode)
     return LockMode.POKE.value if value is LockMode.POKE else LockMode.RESCHEDULE.value
 
@@ -39,8 +43,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
     :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
     :param wait_timeout_seconds: how long to wait; default ``lock.wait_timeout_seconds``.
     :param poke_interval: seconds between tries; default ``lock.poke_interval_seconds``.
-    :param mode: ``poke`` or ``reschedule`` (``deferrable`` falls back to ``reschedule``);
-        default ``lock.mode``.
+    :param mode: ``poke``, ``reschedule`` or ``deferrable``; default ``lock.mode``.
     """
 
     ui_color = "#fff4e5"
@@ -67,11 +70,37 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if self.requested_mode == LockMode.DEFERRABLE.value:
-            self.log.warning("lock mode 'deferrable' is not implemented yet: waiting in 'reschedule' mode instead")
+            return self._take_or_defer(context, started_at=time.time())
         try:
             return super().execute(context)
         except AirflowSensorTimeout as err:
             raise AirflowSensorTimeout(self._timeout_message(context)) from err
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume after the trigger fired: take the lease, or wait again if another run took it first."""
+        if event.get("status") == TIMEOUT:
+            raise AirflowSensorTimeout(_timeout_text(event.get("holder") or {}, float(self.timeout)))
+        return self._take_or_defer(context, started_at=float(event["started_at"]))
+
+    def _take_or_defer(self, context: Context, started_at: float) -> Any:
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        remaining = started_at + float(self.timeout) - time.time()
+        if remaining <= 0:
+            raise AirflowSensorTimeout(self._timeout_message(context))
+        pipeline = self.hook(context).pipeline
+        trigger = FlamingockLockTrigger.for_pipeline(
+            pipeline.audit,
+            pipeline.lock,
+            key=pipeline.id,
+            owner=run_owner(context),
+            started_at=started_at,
+            timeout=float(self.timeout),
+        )
+        self.log.info("waiting for the lease of %s in the triggerer (no worker slot held)", pipeline.id)
+        # The trigger gives up at the deadline itself, with the holder in its message; this is a backstop.
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining + 60))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if run_request(context).action == "plan":
@@ -102,3 +131,10 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
             key = ws.pipeline.id
         owner = holder.owner if holder else None
         return str(LockTimeoutError(key, owner, holder.expires_at if holder else None, float(self.timeout)))
+
+
+def _timeout_text(holder: dict[str, Any], waited_s: float) -> str:
+    """The timeout message from the holder the trigger saw last (a ``LeaseInfo.to_dict()``)."""
+    expires_at = holder.get("expires_at")
+    expiry = datetime.fromisoformat(expires_at) if expires_at else None
+    return str(LockTimeoutError(str(holder.get("key", "?")), holder.get("owner"), expiry, waited_s))

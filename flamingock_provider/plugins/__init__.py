@@ -1,0 +1,1 @@
+"""The Airflow UI plugin of the provider: the Flamingock view (entry point ``airflow.plugins``)."""

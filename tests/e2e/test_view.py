@@ -1,0 +1,183 @@
+"""The Flamingock view in the Airflow UI: Airflow's own auth, and what a signed-in user sees (headless Chromium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flamingock_provider.core.paths import embedded_store_path
+from flamingock_provider.plugins.overview import PipelineOverview, overview
+from flamingock_provider.plugins.render import render_page
+from flamingock_provider.stores.sqlite import SqliteStore
+from tests.conftest import REPO, sql_unit, write_tree
+from tests.e2e.harness import AirflowClient, AirflowServer
+from tests.e2e.pipelines import pipeline_yaml
+from tests.e2e.test_runs import deploy
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+HOLDER = "cli/ops-laptop/4242/5f3a9c1e"
+
+
+@dataclass(frozen=True)
+class ViewPipeline:
+    dag_id: str
+    folder: Path
+    run_id: str
+    fix: str
+
+
+@pytest.fixture(scope="module")
+def view_pipeline(airflow_server: AirflowServer, session_client: AirflowClient) -> Iterator[ViewPipeline]:
+    """A pipeline applied by an Airflow run (two units APPLIED, one FAILED), then one unit edited: drift."""
+    files = {
+        "pipeline.yaml": pipeline_yaml(extra="description: Items table, seed rows and a broken backfill\n"),
+        "01_schema/0001_create_items.yaml": sql_unit(
+            "create-items", "CREATE TABLE e2e_view_items (id INTEGER, name TEXT)", "DROP TABLE e2e_view_items"
+        ),
+        "01_schema/0002_seed_items.yaml": sql_unit(
+            "seed-items", "INSERT INTO e2e_view_items VALUES (1, 'a')", "DELETE FROM e2e_view_items WHERE id = 1"
+        ),
+        "02_backfill/0003_backfill_prices.yaml": sql_unit(
+            "backfill-prices", "UPDATE no_such_prices SET total = 0", "SELECT 1"
+        ),
+    }
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FLAMINGOCK_HOME", str(airflow_server.flamingock_home))
+        dag_id, folder = deploy(airflow_server, session_client, "e2e_view", files)
+        run_id, state = session_client.run_pipeline(dag_id, {"action": "apply", "undo_to": None})
+        assert state == "failed", session_client.task_states(dag_id, run_id)
+        seed = folder / "01_schema" / "0002_seed_items.yaml"
+        seed.write_text(seed.read_text() + "description: edited after it was applied\n")
+        fix = f"flamingock fix {folder} seed-items --as applied --accept-checksum"
+        store = SqliteStore(embedded_store_path())
+        held = store.acquire("e2e_view", HOLDER, 900)
+        assert held is not None
+        try:
+            yield ViewPipeline(dag_id, folder, run_id, fix)
+        finally:
+            store.release("e2e_view", HOLDER, held.token)
+            store.close()
+
+
+def test_the_plugin_is_registered_with_a_navigation_entry(airflow: AirflowClient) -> None:
+    plugins = {p["name"]: p for p in airflow.get("/api/v2/plugins")["plugins"]}
+    assert plugins["flamingock"]["fastapi_apps"][0]["url_prefix"] == "/flamingock"
+    view = plugins["flamingock"]["external_views"][0]
+    assert (view["name"], view["url_route"], view["destination"]) == ("Flamingock", "flamingock", "nav")
+    assert airflow.get("/api/v2/plugins/importErrors")["total_entries"] == 0
+
+
+@pytest.mark.parametrize("path", ["/flamingock/", "/flamingock/api/pipelines"])
+def test_the_view_needs_airflow_auth(airflow_server: AirflowServer, airflow: AirflowClient, path: str) -> None:
+    url = airflow_server.url + path
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer not-a-token"}).status_code == 403
+    assert httpx.get(url, cookies={"_token": "not-a-token"}).status_code == 403
+    assert httpx.get(url, headers={"Authorization": f"Bearer {airflow.token}"}).status_code == 200
+    page = httpx.get(url, headers={"Accept": "text/html"})
+    assert page.status_code == 401 and "Sign in to Airflow" in page.text
+
+
+def test_the_view_reports_states_drift_and_the_lease(
+    airflow_server: AirflowServer, airflow: AirflowClient, view_pipeline: ViewPipeline
+) -> None:
+    data = airflow.get("/flamingock/api/pipelines")
+    assert data["changes_folder"] == str(airflow_server.changes)
+    view = next(p for p in data["pipelines"] if p["pipeline"] == "e2e_view")
+    changes = {c["id"]: (c["state"], c["action"], c["fix"]) for c in view["changes"]}
+    assert changes == {
+        "create-items": ("APPLIED", "skip", None),
+        "seed-items": ("APPLIED", "blocked", view_pipeline.fix),
+        "backfill-prices": ("FAILED", "apply", None),
+    }
+    assert view["lock"]["owner"] == HOLDER
+    failed = [h for h in view["history"] if h["state"] == "FAILED"]
+    assert failed and "no_such_prices" in failed[0]["error"] and failed[0]["run"] == view_pipeline.run_id
+
+
+def test_the_view_in_headless_chromium(
+    airflow_server: AirflowServer, airflow: AirflowClient, view_pipeline: ViewPipeline, tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/system_deps.sh) to run the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.goto(airflow_server.url + "/plugin/flamingock")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(airflow_server.admin_password())
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url("**/plugin/flamingock", timeout=30_000)
+
+            frame = page.frame_locator("iframe")
+            section = frame.locator("section[data-pipeline=e2e_view]")
+            section.locator("table[data-role=units]").wait_for(timeout=30_000)
+            rows = section.locator("table[data-role=units] tbody tr")
+            assert rows.count() == 3
+            assert "APPLIED" in rows.nth(0).inner_text() and "skip" in rows.nth(0).inner_text()
+            assert "blocked" in rows.nth(1).inner_text()
+            assert "FAILED" in rows.nth(2).inner_text()
+            assert section.locator("[data-role=blocked] [data-role=fix]").inner_text() == view_pipeline.fix
+            assert HOLDER in section.locator("[data-role=lease]").inner_text()
+            assert "no_such_prices" in section.locator("table[data-role=history]").inner_text()
+            assert section.locator("a.button").get_attribute("href") == f"../dags/{view_pipeline.dag_id}"
+
+            summary = frame.locator("table[data-role=summary] tr[data-pipeline=e2e_view]").inner_text()
+            assert summary.split("\t")[1:] == ["2", "1", "1", HOLDER], summary
+            section.scroll_into_view_if_needed()
+            shot = tmp_path / "flamingock_view.png"
+            page.screenshot(path=str(shot))
+            if os.environ.get("FLAMINGOCK_UPDATE_DOCS"):  # refresh the README's screenshot on request only
+                (REPO / "docs").mkdir(exist_ok=True)
+                shutil.copy(shot, REPO / "docs" / "flamingock_view.png")
+
+            # "Plan…" opens the inline trigger form; it triggers through Airflow's REST API with the
+            # browser's own session, and the run link moves Airflow's UI to the run.
+            section.locator("button[data-action=plan]").click()
+            form = section.locator("form[data-role=trigger-form]")
+            assert form.locator("[data-role=action]").inner_text() == "plan"
+            form.get_by_role("button", name="Trigger run").click()
+            queued = form.locator("[data-role=result] a")
+            queued.wait_for(timeout=30_000)
+            queued_text = queued.inner_text()
+            queued.click()
+            page.wait_for_url(f"**/dags/{view_pipeline.dag_id}/runs/**", timeout=30_000)
+        finally:
+            browser.close()
+    runs = airflow.get(f"/api/v2/dags/{view_pipeline.dag_id}/dagRuns", order_by="-run_after", limit=1)["dag_runs"]
+    assert runs[0]["conf"] == {"action": "plan", "undo_to": None}
+    assert queued_text == f"run {runs[0]['dag_run_id']} queued"
+
+
+def test_the_overview_shows_a_broken_folder_without_hiding_the_others(tmp_path: Path, sqlite_target: Path) -> None:
+    write_tree(tmp_path / "good", {"pipeline.yaml": pipeline_yaml(), "0001_a.yaml": sql_unit("a", "SELECT 1")})
+    broken = sql_unit("b", "SELECT 1").replace("template: sql", "template: sql.nope")
+    write_tree(tmp_path / "broken", {"pipeline.yaml": pipeline_yaml(), "0001_b.yaml": broken})
+    found = {p.folder: p for p in overview(tmp_path)}
+    assert [(u.id, u.state, u.action) for u in found["good"].units] == [("a", None, "apply")]
+    assert found["broken"].units == () and "0001_b.yaml" in found["broken"].errors[0]
+    assert found["broken"].dag_id == "flamingock_broken"
+
+
+def test_the_page_escapes_what_it_shows() -> None:
+    shown = PipelineOverview("x", "/x", "x", "flamingock_x", errors=("<script>alert(1)</script>",))
+    html = render_page([shown], root="/dags/changes", user="<b>eve</b>")
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+    assert "<b>eve</b>" not in html

@@ -103,11 +103,20 @@ def holding(ws: Workspace, owner: str | None = None) -> Iterator[Lease]:
     try:
         with lease.heartbeat():
             yield lease
-    except LeaseLostError:
-        lease.token = None  # a runner that lost its lease releases nothing
+    except BaseException as err:
+        if isinstance(err, LeaseLostError):
+            lease.token = None  # a runner that lost its lease releases nothing
+        _release_after(lease, err)
         raise
-    finally:
+    lease.release()
+
+
+def _release_after(lease: Lease, err: BaseException) -> None:
+    """Release after a failure; if that fails too (the store is down), report the first failure, not this one."""
+    try:
         lease.release()
+    except FlamingockError as release_err:
+        log.warning("could not release the lease after %s: %s; it expires by itself", type(err).__name__, release_err)
 
 
 def _lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from flamingock_provider.core.model import (
     State,
 )
 from flamingock_provider.core.plan import Decision, MarkerCheck, decide, drifted, fix_command, plan_pipeline
-from flamingock_provider.exceptions import BlockedError, UnitExecutionError, UsageError
+from flamingock_provider.exceptions import BlockedError, ConfigurationError, UnitExecutionError, UsageError
 
 FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none"})
 
@@ -142,7 +142,7 @@ class Engine:
             self.executor.record(unit, State.APPLIED, Action.APPLY, strategy=decision.latest.tx_strategy)  # type: ignore[union-attr]
             result.skipped.append(unit.id)
             return True
-        if decision.action is NextAction.SKIP or not self.condition_true(unit.when):
+        if decision.action is NextAction.SKIP or not self.condition_true(unit.when, unit.source_file):
             result.skipped.append(unit.id)
             return True
         try:
@@ -156,16 +156,27 @@ class Engine:
         return True
 
     def _stage_enabled(self, stage: Stage) -> bool:
-        return self.condition_true(stage.when)
+        return self.condition_true(stage.when, f"{stage.folder}/stage.yaml")
 
-    def condition_true(self, expression: str | None) -> bool:
-        """Evaluate a ``when:`` expression with the run's renderer; no renderer means true."""
+    def condition_true(self, expression: str | None, where: str = "") -> bool:
+        """Evaluate a ``when:`` expression with the run's renderer; no renderer means true.
+
+        A template error (an undefined name, a refusal of the sandbox) is the author's: it becomes a
+        :class:`ConfigurationError` naming ``where`` (the unit file or stage.yaml) and the field.
+        """
         if not expression:
             return True
         renderer = self.executor.renderer
         if renderer is None:
             return True
-        return str(renderer(expression)).strip().lower() not in FALSE_WORDS
+        try:
+            rendered = renderer(expression)
+        except Exception as err:
+            place = f"{where}: " if where else ""
+            raise ConfigurationError(
+                f"{place}field 'when': cannot evaluate {expression!r}: {type(err).__name__}: {err}; fix the expression"
+            ) from err
+        return str(rendered).strip().lower() not in FALSE_WORDS
 
     # -- compensation -----------------------------------------------------------------------
 

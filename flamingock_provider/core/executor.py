@@ -30,7 +30,13 @@ from flamingock_provider.core.model import (
 from flamingock_provider.core.sinks import Sink, emit
 from flamingock_provider.core.targets import TargetFactory, TargetSession
 from flamingock_provider.core.template import get_template
-from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, UnitExecutionError
+from flamingock_provider.exceptions import (
+    ConfigurationError,
+    FlamingockError,
+    LeaseLostError,
+    StoreError,
+    UnitExecutionError,
+)
 
 
 class StepFailure(Exception):
@@ -184,7 +190,8 @@ class UnitExecutor:
             with self._heartbeat():
                 session.begin()
                 undo = self._run_steps(unit, session)
-                session.write_marker(self.pipeline.id, unit.id, self.run.execution_id)
+                self._check_lease()  # a runner paused inside the unit writes no marker once its lease may be gone
+                self._write_marker(unit, session)
                 self._verify_lease()  # the target commit cannot be fenced by the store: ask it
                 self._committed(session)
         except StepFailure as failure:
@@ -224,6 +231,17 @@ class UnitExecutor:
             raise
         return entry
 
+    def _write_marker(self, unit: ChangeUnit, session: TargetSession) -> None:
+        try:
+            session.write_marker(self.pipeline.id, unit.id, self.run.execution_id)
+        except FlamingockError:
+            raise
+        except Exception as err:  # e.g. a write conflict on the marker table: the transaction is rolled back
+            raise StoreError(
+                f"change {unit.id!r}: writing its marker in target {session.config.name!r} failed: "
+                f"{type(err).__name__}: {err}; its transaction was rolled back, nothing committed: run again"
+            ) from err
+
     def _record_failure(self, unit: ChangeUnit, failure: StepFailure, strategy: TxStrategy, started: float) -> None:
         undo = {"failed_step": failure.index, "done": failure.done}
         self.record(
@@ -241,6 +259,9 @@ class UnitExecutor:
         ctx = self.context(unit, session)
         if unit.kind == "python":
             try:
+                # As before each template step: a runner paused since its STARTED entry (GC, SIGSTOP)
+                # must not run the unit's code once its lease may be gone.
+                self._check_lease()
                 self._module(unit).apply(ctx)
             except LeaseLostError:
                 raise
@@ -314,6 +335,7 @@ class UnitExecutor:
     def _run_rollback_steps(self, unit: ChangeUnit, previous: AuditEntry, session: TargetSession | None) -> None:
         ctx = self.context(unit, session)
         if unit.kind == "python":
+            self._check_lease()
             try:
                 self._module(unit).rollback(ctx)
             except Exception as err:

@@ -210,7 +210,7 @@ class SqliteStore:
     def shared_target(self, target: TargetConfig) -> DbApiTargetSession | None:
         if self.conn_id is None or target.conn_id != self.conn_id:
             return None
-        return DbApiTargetSession(self._conn(), target, begin_sql="BEGIN IMMEDIATE", owns_connection=False)
+        return _SharedTargetSession(self, target)
 
     # -- lease ------------------------------------------------------------------------------
 
@@ -266,6 +266,26 @@ class SqliteStore:
         if row is None:
             return None
         return LeaseInfo(key, row[0], int(row[1]), _utc(row[2]), _utc(row[3]))
+
+
+class _SharedTargetSession(DbApiTargetSession):
+    """The store's own connection as a TX_SHARED target: beginning and committing are audit-store writes."""
+
+    def __init__(self, store: SqliteStore, target: TargetConfig) -> None:
+        super().__init__(store._conn(), target, begin_sql="BEGIN IMMEDIATE", owns_connection=False)
+        self._store = store
+
+    def begin(self) -> None:
+        try:
+            super().begin()
+        except sqlite3.Error as err:  # e.g. locked by another process past the busy timeout
+            raise self._store._store_error(err) from err
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.Error as err:
+            raise self._store._store_error(err) from err
 
 
 def _decode(seq: int, raw: str) -> AuditEntry:

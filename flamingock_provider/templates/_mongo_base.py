@@ -5,6 +5,7 @@ No pymongo import at module level (parse time imports this).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,7 +67,7 @@ def _operations() -> dict[str, MongoTemplate]:
 # -- the template base -------------------------------------------------------------------------
 
 
-class MongoTemplate(Template):
+class MongoTemplate(Template, ABC):
     """One ``mongo.<op>`` operation: its payload fields, apply and derived undo."""
 
     target_kind = "mongo"
@@ -113,9 +114,9 @@ class MongoTemplate(Template):
         op = _operations()[rollback["op"]]
         op.run(Call(ctx, _db(ctx, op.name), {k: v for k, v in rollback.items() if k != "op"}, ctx.session))
 
+    @abstractmethod
     def run(self, call: Call) -> Any:
         """Apply the operation; return the JSON-safe undo state."""
-        raise NotImplementedError
 
     def undo(self, call: Call, state: Any) -> None:
         raise ConfigurationError(

@@ -7,6 +7,7 @@ rollback. No boto3 import at module level.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ from flamingock_provider.core.context import ChangeContext
 from flamingock_provider.templates._s3_base import S3Template, read, versioning
 
 
-class BucketConfig(S3Template):
+class BucketConfig(S3Template, ABC):
     """A bucket setting: capture the previous value, set the new one; the rollback sets it back."""
 
     value_key: ClassVar[str] = ""
@@ -27,13 +28,13 @@ class BucketConfig(S3Template):
     def check_value(self, value: Any) -> list[str]:
         return []
 
+    @abstractmethod
     def capture(self, client: Any, bucket: str) -> Any:
         """The current value (JSON), None when unset."""
-        raise NotImplementedError
 
+    @abstractmethod
     def restore(self, client: Any, bucket: str, value: Any) -> None:
         """Set ``value`` (as :meth:`capture` returned it); None unsets."""
-        raise NotImplementedError
 
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         client, bucket = self.client(ctx), payload["bucket"]

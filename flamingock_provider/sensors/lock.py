@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 from flamingock_provider.core.model import LockConfig, LockMode
 from flamingock_provider.exceptions import LockTimeoutError
 from flamingock_provider.hooks.pipeline_cache import cached_pipeline
+from flamingock_provider.metrics import lease_acquired
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_owner, run_request
 from flamingock_provider.triggers.lock import TIMEOUT, FlamingockLockTrigger
 
@@ -83,6 +84,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         return self._take_or_defer(context, started_at=float(event["started_at"]))
 
     def _take_or_defer(self, context: Context, started_at: float) -> Any:
+        self._waiting_since = started_at
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
@@ -117,6 +119,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
                     info.token,
                     info.expires_at.isoformat(),
                 )
+                lease_acquired(context, info.key, since=getattr(self, "_waiting_since", None))
                 return PokeReturnValue(is_done=True, xcom_value=info.token)
             holder = ws.leases.current(ws.pipeline.id)
         if holder is not None:

@@ -84,25 +84,16 @@ def test_airflow_runs_send_unit_metrics_and_ship_jsonl(
 
 
 TIMED_LOCK_DAG = '''
-"""The lock sensor with the lock-wait timer wired as the provider's sensor wires it."""
+"""The provider's lock sensor, which records the lock wait when it takes the lease."""
 from airflow.sdk import DAG
 
-from flamingock_provider.operators._common import lease_acquired
 from flamingock_provider.operators.apply import FlamingockApplyOperator
 from flamingock_provider.operators.release import FlamingockReleaseOperator
 from flamingock_provider.sensors.lock import FlamingockLockSensor
 
 
-class TimedLock(FlamingockLockSensor):
-    def poke(self, context):
-        done = super().poke(context)
-        if done:
-            lease_acquired(context, "waited")
-        return done
-
-
 with DAG(dag_id="timed_lock", schedule=None) as dag:
-    lock = TimedLock(task_id="lock", pipeline_dir="changes/waited", mode="reschedule", poke_interval=0.2)
+    lock = FlamingockLockSensor(task_id="lock", pipeline_dir="changes/waited", mode="reschedule", poke_interval=0.2)
     apply = FlamingockApplyOperator(task_id="apply", pipeline_dir="changes/waited", unit_id="a", lock_task_id="lock")
     release = FlamingockReleaseOperator(task_id="release", pipeline_dir="changes/waited", lock_task_id="lock")
     lock >> apply >> release.as_teardown(setups=lock)

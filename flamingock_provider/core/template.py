@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from flamingock_provider.exceptions import ConfigurationError
 
@@ -137,4 +137,4 @@ def get_template(name: str) -> Template:
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
-    return obj() if isinstance(obj, type) else obj
+    return cast(Template, obj() if isinstance(obj, type) else obj)

@@ -23,7 +23,7 @@ from flamingock_provider.core.documents import (
     load_yaml,
     read_bytes,
 )
-from flamingock_provider.core.model import ChangeUnit, Recovery, Step
+from flamingock_provider.core.model import ChangeUnit, Recovery, Step, UnitKind
 from flamingock_provider.core.python_unit import parse_python_source
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.core.template import Template, get_template, template_names
@@ -117,7 +117,7 @@ def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> Uni
             stage=file.stage,
             source_file=file.rel,
             checksum=hashlib.sha256(raw).hexdigest(),
-            kind="python",
+            kind=UnitKind.PYTHON,
             has_rollback=has_rollback,
         )
     return result
@@ -147,7 +147,7 @@ def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> U
             source_file=file.rel,
             checksum=hashlib.sha256(raw).hexdigest(),
             payload_checksum=payload_checksum,
-            kind="template",
+            kind=UnitKind.TEMPLATE,
             template=name,
             steps=steps,
         )

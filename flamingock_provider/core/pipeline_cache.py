@@ -61,7 +61,7 @@ def cache_folder() -> Path | None:
     setting = os.environ.get("FLAMINGOCK_PARSE_CACHE")
     if setting is not None:
         return None if setting.strip().lower() in ("", "0", "off", "false", "no") else Path(setting)
-    from flamingock_provider.stores import flamingock_home
+    from flamingock_provider.core.paths import flamingock_home
 
     return flamingock_home() / "parse-cache"
 

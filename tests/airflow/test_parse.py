@@ -90,7 +90,7 @@ def test_a_worker_parse_finds_a_pipeline_whose_id_differs_from_its_folder(
 def test_parsed_folders_are_cached_until_a_file_changes(
     tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flamingock_provider.hooks import pipeline_cache
+    from flamingock_provider.core import pipeline_cache
 
     folder = dags_folder(tmp_path, {"shop": {"pipeline.yaml": "targets: {w: {conn_id: x}}\n", **GOOD}})
     calls: list[str] = []
@@ -111,8 +111,8 @@ def test_parsed_folders_are_cached_until_a_file_changes(
 
 
 def test_the_file_cache_keeps_exact_pipelines_only(tmp_path: Path, isolated_home: Path) -> None:
+    from flamingock_provider.core import pipeline_cache
     from flamingock_provider.core.loader import pipeline_fingerprint
-    from flamingock_provider.hooks import pipeline_cache
 
     plain = "start_date: 2025-01-01\ntargets: {w: {conn_id: x}}\nmetadata: {team: data}\n"
     dated = "targets: {w: {conn_id: x}}\nmetadata: {since: 2025-01-01}\n"

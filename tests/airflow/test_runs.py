@@ -58,8 +58,8 @@ def test_apply_everything_then_nothing_to_do(
         SqliteStore, "latest", lambda self, pipeline: reads.append(pipeline) or real_latest(self, pipeline)
     )
     first = run_dag(dag)
-    assert reads == ["runall"]  # the plan task's one snapshot; unit tasks use its decisions
-    monkeypatch.setattr(SqliteStore, "latest", real_latest)
+    # The plan task's snapshot, then one per unit task, read under the lease it holds (SPEC §7).
+    assert reads == ["runall"] * 4
     assert first.state == "success", first.tasks
     assert (
         first.states("lock", "plan", "schema.apply_a", "schema.apply_b", "data.apply_c", "complete", "release")
@@ -78,7 +78,10 @@ def test_apply_everything_then_nothing_to_do(
     assert asset_events("flamingock://runall/") == 1
     assert commands.status(folder)["lock"] is None  # released
 
+    reads.clear()
     second = run_dag(dag)
+    assert reads == ["runall"]  # nothing to do: the plan's hint lets every unit task skip unread
+    monkeypatch.setattr(SqliteStore, "latest", real_latest)
     assert second.state == "success"
     assert second.states("schema.apply_a", "schema.apply_b", "data.apply_c") == ["skipped"] * 3
     assert len(history(folder)) == 6  # nothing new audited

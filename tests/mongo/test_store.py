@@ -15,8 +15,8 @@ from pymongo.errors import PyMongoError
 
 from flamingock_provider.core.lease import Fence, Lease
 from flamingock_provider.core.model import Action, AuditConfig, AuditEntry, ErrorInfo, LockConfig, State, TargetConfig
+from flamingock_provider.core.workspace import open_store
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, LockTimeoutError, StoreError
-from flamingock_provider.stores import open_store
 from flamingock_provider.stores.mongo import MongoStore, open_mongo_store
 from flamingock_provider.targets import open_target
 from flamingock_provider.targets.connections import EnvConnection

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-# Real servers started on demand by session fixtures (each skips only when its binary is missing).
-pytest_plugins = ["tests.fixtures.redis_server"]
+# Fixture plugins, one module each in tests/fixtures/. Real servers are session fixtures started on first
+# use only (each skips when its binary or package is missing). airflow_env comes first: it sets Airflow's
+# environment (a session AIRFLOW_HOME and DAGs folder) when imported, before anything imports Airflow.
+pytest_plugins = [
+    "tests.fixtures.airflow_env",
+    "tests.fixtures.http_api",
+    "tests.fixtures.mongo_server",
+    "tests.fixtures.moto_server",
+    "tests.fixtures.redis_server",
+    "tests.fixtures.statsd_server",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

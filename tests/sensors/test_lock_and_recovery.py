@@ -12,8 +12,8 @@ from flamingock_provider import commands
 from flamingock_provider.core.model import Action, State
 from flamingock_provider.operators._common import execution_id, run_info
 from flamingock_provider.operators.callbacks import record_interrupted_unit
-from tests.airflow.support import load_dag, make_pipeline, run_dag
 from tests.conftest import sql_unit
+from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag
 
 UNITS = {"01_schema/0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)", "DROP TABLE a", transactional="false")}
 

@@ -20,8 +20,8 @@ from flamingock_provider.stores import open_store
 from flamingock_provider.stores.mongo import MongoStore, open_mongo_store
 from flamingock_provider.targets import open_target
 from flamingock_provider.targets.connections import EnvConnection
+from tests.fixtures.mongo_pipelines import direct_store
 from tests.fixtures.mongo_server import CONN_ID, MongoDatabase, MongoServer
-from tests.mongo.conftest import direct_store
 
 
 class Commands(monitoring.CommandListener):

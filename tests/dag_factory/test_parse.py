@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from flamingock_provider import build_dags
-from tests.airflow.conftest import REPO
 from tests.conftest import sql_unit, write_tree
+from tests.fixtures.airflow_env import REPO
 
 GOOD = {"01_schema/0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)")}
 REMOTE = (

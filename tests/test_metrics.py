@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -14,26 +13,14 @@ import pytest
 
 from flamingock_provider import commands, metrics
 from flamingock_provider.core.sinks import configured_sinks
-from tests.airflow.conftest import DAGS_FOLDER
-from tests.airflow.support import load_dag, make_pipeline, run_dag
 from tests.conftest import sql_unit, write_tree
-from tests.observability.conftest import StatsdServer
+from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag
+from tests.fixtures.airflow_env import DAGS_FOLDER
+from tests.fixtures.statsd_server import StatsdServer, counted, timings
 
 PIPELINE = "targets:\n  warehouse: {conn_id: warehouse_db}\nlock: {poke_interval_seconds: 0.1}\n"
 OK = sql_unit("a", "CREATE TABLE a (x INT)", "DROP TABLE a")
 BROKEN = sql_unit("b", "INSERT INTO nope VALUES (1)")
-
-
-def counted(lines: list[str], name: str) -> int:
-    """Sum a StatsD counter (``airflow.<name>:<n>|c``) over the received lines."""
-    return sum(int(m.group(1)) for line in lines if (m := re.fullmatch(rf"airflow\.{re.escape(name)}:(\d+)\|c", line)))
-
-
-def timings(lines: list[str], name: str) -> list[float]:
-    """Return every value (ms) of the StatsD timer ``airflow.<name>``."""
-    return [
-        float(m.group(1)) for line in lines if (m := re.fullmatch(rf"airflow\.{re.escape(name)}:([\d.]+)\|ms", line))
-    ]
 
 
 def test_unit_counters_and_durations_of_a_runner(tmp_path: Path, sqlite_target: Path, statsd: StatsdServer) -> None:

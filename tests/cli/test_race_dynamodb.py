@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 from flamingock_provider import commands
-from tests.aws.conftest import pipeline, unit
 from tests.conftest import VENV_BIN
+from tests.fixtures.aws_pipelines import pipeline, unit
 from tests.fixtures.moto_server import MotoServer
 
 UNITS = 4

@@ -8,10 +8,12 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from flamingock_provider import commands
 from tests.conftest import REPO, VENV_BIN
+from tests.fixtures.mongo_pipelines import make_pipeline
 from tests.fixtures.mongo_server import MongoDatabase
-from tests.mongo.conftest import make_pipeline
 
 RUNNERS = 4
 UNITS = {
@@ -26,6 +28,12 @@ UNITS = {
         "    ctx.target.runs.update_one({'_id': 'counter'}, {'$inc': {'n': 1}}, upsert=True, session=ctx.session)\n"
     ),
 }
+
+
+@pytest.fixture
+def pipe(tmp_path: Path, mongo_conn: MongoDatabase) -> Path:
+    """Where the test's catalog pipeline goes; ``mongo_conn`` makes its connection reachable."""
+    return tmp_path / "catalog"
 
 
 def unit_files() -> dict[str, str]:

@@ -27,9 +27,10 @@ def run(program: str, *args: str, home: Path, extra: dict[str, str] | None = Non
     )
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "airflow_home"
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AIRFLOW_HOME of this module's own: the first ``airflow`` run writes its airflow.cfg, the others reuse it."""
+    return tmp_path_factory.mktemp("airflow_cli") / "airflow_home"
 
 
 @pytest.fixture

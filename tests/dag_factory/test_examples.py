@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from flamingock_provider import commands
 from tests.conftest import REPO
 from tests.fixtures.airflow_dags import load_dag, run_dag
@@ -24,6 +26,7 @@ def assert_all_applied(run_tasks: dict[str, str | None], folder: Path) -> None:
     assert {c["state"] for c in commands.status(folder)["changes"]} == {"APPLIED"}
 
 
+@pytest.mark.slow
 def test_catalog_example_runs_through_airflow(changes: Path, mongo_conn: MongoDatabase) -> None:
     folder = install_example(changes, "catalog")
     run = run_dag(load_dag("flamingock_catalog"))
@@ -36,6 +39,7 @@ def test_catalog_example_runs_through_airflow(changes: Path, mongo_conn: MongoDa
     )
 
 
+@pytest.mark.slow
 def test_lake_example_runs_through_airflow(changes: Path, moto: MotoServer, http_api: HttpApi) -> None:
     folder = install_example(changes, "lake")
     run = run_dag(load_dag("flamingock_lake"))

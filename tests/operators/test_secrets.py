@@ -119,6 +119,7 @@ def airflow_dags_test(dag_id: str, conf: dict[str, object]) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_secrets_stay_out_of_xcoms_and_task_logs(
     changes: Path, planted: HttpApi, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,8 @@ from flamingock_provider.exceptions import LeaseLostError, LockTimeoutError
 from tests.stores.conftest import Backend, FakeClock
 from tests.stores.racers import ROUNDS, contend
 
+HEARTBEAT_LEASE_S = 3.0  # beats every second: two missed beats still leave a second to spare
+
 
 def held(lease: LeaseBackend, key: str) -> tuple[str, int] | None:
     info = lease.current(key)
@@ -163,17 +165,17 @@ def test_lease_waits_for_an_expired_holder_then_takes_over(lease_backend: Backen
 
 
 def test_heartbeat_keeps_a_short_lease_alive(lease_backend: Backend, key: str) -> None:
-    """The heartbeat extends every lease_seconds / 3 (1 s here); the lease outlives its first expiry."""
-    backend = lease_backend.lease
+    """The heartbeat extends every lease_seconds / 3; the lease outlives its first expiry by a second and more."""
+    backend, ttl = lease_backend.lease, HEARTBEAT_LEASE_S
     clock, sleep = lease_backend.lease_clock()
-    lease = Lease(backend, key, "dag/run_1", LockConfig(lease_seconds=3), clock=clock, sleep=sleep)
+    lease = Lease(backend, key, "dag/run_1", LockConfig(lease_seconds=ttl), clock=clock, sleep=sleep)
     first = lease.acquire(timeout_s=1)
     with lease.heartbeat():
         if lease_backend.clock is not None:
-            lease_backend.clock.advance(1.5)  # half the lease: the next beat extends from here
+            lease_backend.clock.advance(ttl / 2)  # the next beat extends from here
         wait_until(lambda: expiry(backend, key) > first.expires_at, timeout_s=10)
         if lease_backend.clock is not None:
-            lease_backend.clock.advance(2.1)  # past the first expiry, inside the extended one
+            lease_backend.clock.advance(ttl / 2 + 1)  # a second past the first expiry, inside the extended one
         else:
             wait_until(lambda: time.time() > first.expires_at.timestamp() + 1, timeout_s=10)
         assert backend.acquire(key, "dag/run_2", 30) is None

@@ -153,6 +153,7 @@ def test_a_broken_folder_is_its_own_import_error_and_the_others_load(tmp_path: P
     assert "flamingock_broken" in message
 
 
+@pytest.mark.slow
 def test_a_broken_folder_seen_by_a_live_dag_processor(tmp_path: Path, airflow_db: Path) -> None:
     """The real DAG processor files the error under the culprit file and keeps the good DAG clean."""
     from airflow.models.dag import DagModel

@@ -27,14 +27,14 @@ def states(store: AuditStore, pipeline: str = "p", change: str | None = None) ->
 
 def test_latest_is_the_newest_entry_of_each_change_and_history_keeps_them_all(audit_backend: Backend) -> None:
     store = store_of(audit_backend)
-    for i in range(30):
+    for i in range(15):
         store.append(entry(f"c{i}", State.STARTED))
         store.append(entry(f"c{i}", State.APPLIED))
     store.append(entry("c0", State.ROLLED_BACK))
     store.append(entry("other", pipeline="q"))
 
     latest = store.latest("p")
-    assert set(latest) == {f"c{i}" for i in range(30)}
+    assert set(latest) == {f"c{i}" for i in range(15)}
     assert latest["c0"].state is State.ROLLED_BACK
     assert all(e.state is State.APPLIED for change, e in latest.items() if change != "c0")
     assert states(store, change="c3") == [("c3", State.STARTED), ("c3", State.APPLIED)]
@@ -42,8 +42,8 @@ def test_latest_is_the_newest_entry_of_each_change_and_history_keeps_them_all(au
     assert list(store.latest("q")) == ["other"] and store.latest("nothing") == {}
 
     seqs = [e.seq for e in store.history("p")]
-    assert len(seqs) == 61 and all(isinstance(s, int) for s in seqs)
-    assert seqs == sorted(seqs) and len(set(seqs)) == 61  # in append order, never repeated
+    assert len(seqs) == 31 and all(isinstance(s, int) for s in seqs)
+    assert seqs == sorted(seqs) and len(set(seqs)) == 31  # in append order, never repeated
 
 
 def test_latest_costs_one_query_however_long_the_history_grows(audit_backend: Backend) -> None:
@@ -51,14 +51,14 @@ def test_latest_costs_one_query_however_long_the_history_grows(audit_backend: Ba
     assert queries is not None
     costs = []
     for _ in range(3):
-        for i in range(20):
+        for i in range(10):
             store.append(entry(f"c{i}", State.STARTED))
             store.append(entry(f"c{i}", State.APPLIED))
         with queries() as sent:
             latest = store.latest("p")
-        assert len(latest) == 20
+        assert len(latest) == 10
         costs.append(list(sent))
-    assert [len(cost) for cost in costs] == [1, 1, 1], costs  # 40, 80 then 120 entries: still one
+    assert [len(cost) for cost in costs] == [1, 1, 1], costs  # 20, 40 then 60 entries: still one
     assert costs[0] == costs[1] == costs[2]
 
 

@@ -3,15 +3,18 @@
 ``BACKENDS`` is the registry: one :class:`Entry` per store or lease backend, each with a function that
 opens it for one test on a real server (a session fixture of ``tests/fixtures/``). The audit suite runs
 over every entry with ``audit=True`` (the store keeps its own lease, so fenced writes are checked too);
-the lease suite over every entry. Adding a store is one function and one line, e.g.::
+the lease suite over every entry. Adding a store is one opener and one line in ``BACKENDS``, e.g.::
 
     def open_postgres(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
-        server = request.getfixturevalue("postgres_server")  # its session fixture in tests/fixtures/
-        store = PostgresStore(server.dsn(request.node.name), clock=clock)  # runner's clock: inject it
-        return Backend("postgres", store, store, clock, partial(PostgresStore, server.dsn(...)), sql_trace)
+        dsn = request.getfixturevalue("postgres_db").dsn  # a fixture of tests/fixtures/, a database per test
+        store = PostgresStore(dsn, clock=clock)  # expiry on the runner's clock: inject it (else pass None)
+        reopen = partial(postgres_store, dsn)  # a module-level opener in racers.py, for spawned processes
+        return Backend("postgres", store, store, clock, reopen, statement_log(store), [store.close])
 
-    BACKENDS.append(Entry("postgres", open_postgres, audit=True))
+    BACKENDS = [..., Entry("postgres", open_postgres, audit=True)]
 
+``queries`` records what ``latest()`` sends to the server (one query, whatever the history); a lease
+backend that is no audit store (Redis) passes ``store=None`` and ``queries=None`` with ``audit=False``.
 ``clock`` is the store's injected clock when the runner's clock judges expiry (SQLite, DynamoDB): the
 tests move it instead of sleeping. A store on the server's clock (MongoDB, Redis) passes ``clock=None``
 and the tests wait real seconds past a short lease (see :meth:`Backend.pass_expiry`).
@@ -211,6 +214,7 @@ def open_redis(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
     return Backend("redis", backend, None, None, partial(redis_backend, server.port), None, [client.close])
 
 
+# The registry: the contract suites run over every entry (a new store: its opener above, one line here).
 BACKENDS: list[Entry] = [
     Entry("sqlite", open_sqlite, audit=True),
     Entry("mongo", open_mongo, audit=True),

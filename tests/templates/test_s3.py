@@ -10,7 +10,7 @@ import pytest
 
 from flamingock_provider import commands
 from flamingock_provider.templates.s3 import MAX_CAPTURED_BYTES
-from tests.aws.conftest import pipeline, unit
+from tests.fixtures.aws_pipelines import pipeline, unit
 from tests.fixtures.moto_server import MotoServer
 
 BUCKET = "lake-raw"

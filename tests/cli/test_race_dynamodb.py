@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
+import pytest
+
 from flamingock_provider import commands
-from tests.aws.conftest import pipeline, unit
-from tests.conftest import VENV_BIN
+from tests.conftest import apply_concurrently
+from tests.fixtures.aws_pipelines import pipeline, unit
 from tests.fixtures.moto_server import MotoServer
 
 UNITS = 4
@@ -40,20 +40,11 @@ def racing_pipeline(root: Path) -> Path:
     return pipeline(root, files, lock="lock: {poke_interval_seconds: 0.25, wait_timeout_seconds: 120}\n")
 
 
+@pytest.mark.slow
 def test_four_cli_processes_apply_each_unit_exactly_once(tmp_path: Path, moto: MotoServer) -> None:
     pipe = racing_pipeline(tmp_path / "race")
-    procs = [
-        subprocess.Popen(
-            [str(VENV_BIN / "flamingock"), "apply", str(pipe), "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=os.environ.copy(),
-        )
-        for _ in range(4)
-    ]
-    outcomes = [(p.wait(timeout=180), p.communicate()) for p in procs]
-    assert all(code == 0 for code, _ in outcomes), [(code, err[-1500:]) for code, (_, err) in outcomes]
+    results = apply_concurrently(pipe)
+    assert all(r.returncode == 0 for r in results), [(r.returncode, r.stderr[-1500:]) for r in results]
 
     items = moto.client("dynamodb").scan(TableName="ledger", ConsistentRead=True)["Items"]
     by_id = {i["id"]["S"]: i for i in items}

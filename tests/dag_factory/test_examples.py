@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from flamingock_provider import commands
-from tests.airflow.support import load_dag, run_dag
 from tests.conftest import REPO
-from tests.fixtures.http_api import HttpApi, http_api, http_api_server  # noqa: F401
-from tests.fixtures.mongo_server import MongoDatabase, mongo_conn, mongo_server  # noqa: F401
-from tests.fixtures.moto_server import MotoServer, moto, moto_server  # noqa: F401
+from tests.fixtures.airflow_dags import load_dag, run_dag
+from tests.fixtures.http_api import HttpApi
+from tests.fixtures.mongo_server import MongoDatabase
+from tests.fixtures.moto_server import MotoServer
 
 
 def install_example(changes: Path, name: str) -> Path:
@@ -24,7 +26,8 @@ def assert_all_applied(run_tasks: dict[str, str | None], folder: Path) -> None:
     assert {c["state"] for c in commands.status(folder)["changes"]} == {"APPLIED"}
 
 
-def test_catalog_example_runs_through_airflow(changes: Path, mongo_conn: MongoDatabase) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_catalog_example_runs_through_airflow(changes: Path, mongo_conn: MongoDatabase) -> None:
     folder = install_example(changes, "catalog")
     run = run_dag(load_dag("flamingock_catalog"))
     assert run.state == "success", run.tasks
@@ -36,7 +39,8 @@ def test_catalog_example_runs_through_airflow(changes: Path, mongo_conn: MongoDa
     )
 
 
-def test_lake_example_runs_through_airflow(changes: Path, moto: MotoServer, http_api: HttpApi) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_lake_example_runs_through_airflow(changes: Path, moto: MotoServer, http_api: HttpApi) -> None:
     folder = install_example(changes, "lake")
     run = run_dag(load_dag("flamingock_lake"))
     assert run.state == "success", run.tasks

@@ -13,8 +13,8 @@ import pytest
 from flamingock_provider import commands
 from flamingock_provider.exceptions import LeaseLostError, PipelineValidationError
 from flamingock_provider.targets.aws import AwsTargetSession
-from tests.aws.conftest import pipeline, unit
 from tests.conftest import REPO
+from tests.fixtures.aws_pipelines import pipeline, unit
 from tests.fixtures.moto_server import MotoServer
 
 TABLE = {"table": "datasets", "partition_key": {"name": "id", "type": "S"}}

@@ -13,8 +13,7 @@ import pytest
 from flamingock_provider.cli.airflow_cli import GROUP, subcommands, to_argv
 from flamingock_provider.cli.main import build_parser
 from tests.conftest import VENV_BIN, sql_unit, write_tree
-from tests.observability.conftest import StatsdServer
-from tests.observability.test_metrics import counted
+from tests.fixtures.statsd_server import StatsdServer, counted
 
 COMMANDS = ["validate", "plan", "apply", "status", "history", "undo", "fix", "unlock"]
 PIPELINE = "targets:\n  warehouse: {conn_id: warehouse_db}\nlock: {poke_interval_seconds: 0.1}\n"
@@ -28,9 +27,10 @@ def run(program: str, *args: str, home: Path, extra: dict[str, str] | None = Non
     )
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "airflow_home"
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AIRFLOW_HOME of this module's own: the first ``airflow`` run writes its airflow.cfg, the others reuse it."""
+    return tmp_path_factory.mktemp("airflow_cli") / "airflow_home"
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from flamingock_provider import build_dags
-from tests.airflow.conftest import REPO
 from tests.conftest import sql_unit, write_tree
+from tests.fixtures.airflow_env import REPO
 
 GOOD = {"01_schema/0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)")}
 REMOTE = (
@@ -153,6 +153,7 @@ def test_a_broken_folder_is_its_own_import_error_and_the_others_load(tmp_path: P
     assert "flamingock_broken" in message
 
 
+@pytest.mark.slow
 def test_a_broken_folder_seen_by_a_live_dag_processor(tmp_path: Path, airflow_db: Path) -> None:
     """The real DAG processor files the error under the culprit file and keeps the good DAG clean."""
     from airflow.models.dag import DagModel

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flamingock_provider import build_dag, build_task_group
-from tests.airflow.conftest import REPO
 from tests.conftest import WAREHOUSE_PIPELINE, sql_unit, write_tree
+from tests.fixtures.airflow_env import REPO
 
 
 def pipeline(tmp_path: Path, files: dict[str, str], extra: str = "", name: str = "shop") -> Path:

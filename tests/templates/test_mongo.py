@@ -17,10 +17,16 @@ from pymongo.errors import WriteError
 
 from flamingock_provider import commands
 from tests.conftest import REPO
+from tests.fixtures.mongo_pipelines import make_pipeline
 from tests.fixtures.mongo_server import MongoDatabase
-from tests.mongo.conftest import make_pipeline
 
 Check = Callable[[Database[Any]], None]
+
+
+@pytest.fixture
+def pipe(tmp_path: Path, mongo_conn: MongoDatabase) -> Path:
+    """Where the test's catalog pipeline goes; ``mongo_conn`` makes its connection reachable."""
+    return tmp_path / "catalog"
 
 
 @dataclass(frozen=True)

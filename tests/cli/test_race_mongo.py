@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from flamingock_provider import commands
-from tests.conftest import REPO, VENV_BIN
+from tests.conftest import apply_concurrently
+from tests.fixtures.mongo_pipelines import make_pipeline
 from tests.fixtures.mongo_server import MongoDatabase
-from tests.mongo.conftest import make_pipeline
 
 RUNNERS = 4
 UNITS = {
@@ -28,6 +28,12 @@ UNITS = {
 }
 
 
+@pytest.fixture
+def pipe(tmp_path: Path, mongo_conn: MongoDatabase) -> Path:
+    """Where the test's catalog pipeline goes; ``mongo_conn`` makes its connection reachable."""
+    return tmp_path / "catalog"
+
+
 def unit_files() -> dict[str, str]:
     files = {}
     for path, body in UNITS.items():
@@ -41,13 +47,9 @@ def unit_files() -> dict[str, str]:
 
 def test_four_cli_processes_apply_every_unit_exactly_once(pipe: Path, mongo_conn: MongoDatabase) -> None:
     make_pipeline(pipe, unit_files())
-    command = [str(VENV_BIN / "flamingock"), "apply", str(pipe), "--json"]
-    runners = [
-        subprocess.Popen(command, cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE, text=True)
-        for _ in range(RUNNERS)
-    ]
-    results = [json.loads(runner.communicate(timeout=120)[0]) for runner in runners]
-    assert [runner.returncode for runner in runners] == [0] * RUNNERS, results
+    runners = apply_concurrently(pipe, RUNNERS)
+    assert [runner.returncode for runner in runners] == [0] * RUNNERS, [r.stderr[-1500:] for r in runners]
+    results = [json.loads(runner.stdout) for runner in runners]
     applied = Counter(unit for result in results for unit in result["applied"])
     assert applied == Counter(["products", "sku", "seed", "restock", "counter"])  # each once, by someone
     assert all(result["failed"] is None and result["blocked"] is None for result in results)

@@ -11,8 +11,8 @@ import pytest
 from flamingock_provider import commands
 from flamingock_provider.targets.mongo import MongoTargetSession
 from tests.conftest import REPO
+from tests.fixtures.mongo_pipelines import SHARED_PIPELINE, make_pipeline, separate_pipeline
 from tests.fixtures.mongo_server import MongoDatabase
-from tests.mongo.conftest import SHARED_PIPELINE, make_pipeline, separate_pipeline
 
 SEED = (
     "id: seed\nauthor: tester\ntemplate: mongo.insert\n"
@@ -49,6 +49,12 @@ MongoTargetSession.commit = commit
 commands.apply(sys.argv[1])
 """
 SHORT_LEASE = SHARED_PIPELINE.replace("lease_seconds: 30", "lease_seconds: 2")
+
+
+@pytest.fixture
+def pipe(tmp_path: Path, mongo_conn: MongoDatabase) -> Path:
+    """Where the test's catalog pipeline goes; ``mongo_conn`` makes its connection reachable."""
+    return tmp_path / "catalog"
 
 
 def trail(pipe: Path, change: str | None = None) -> list[tuple[str, str, str]]:

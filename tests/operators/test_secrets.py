@@ -22,8 +22,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.airflow.support import load_dag, make_pipeline, run_dag
 from tests.conftest import VENV_BIN, write_tree
+from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag
 from tests.fixtures.http_api import HttpApi
 
 SECRETS = {name: f"{name}-{uuid.uuid4().hex[:12]}" for name in ("sqlpw", "sqltok", "httppw", "httptok")}
@@ -119,6 +119,7 @@ def airflow_dags_test(dag_id: str, conf: dict[str, object]) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_secrets_stay_out_of_xcoms_and_task_logs(
     changes: Path, planted: HttpApi, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flamingock_provider import commands
-from tests.aws.conftest import pipeline, unit
+from tests.fixtures.aws_pipelines import pipeline, unit
 from tests.fixtures.http_api import LOGIN, PASSWORD, HttpApi
 
 REGISTER = {

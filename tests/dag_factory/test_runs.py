@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flamingock_provider import commands
-from tests.airflow.support import load_dag, make_pipeline, run_dag
 from tests.conftest import WAREHOUSE_PIPELINE, sql_unit
+from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag
 
 
 def tables(db: Path) -> set[str]:

@@ -11,9 +11,9 @@ import pytest
 from flamingock_provider import commands
 from flamingock_provider.core.model import Action, State
 from flamingock_provider.operators._common import run_info
-from tests.airflow.conftest import DAGS_FOLDER
-from tests.airflow.support import make_pipeline, run_dag
 from tests.conftest import sql_unit
+from tests.fixtures.airflow_dags import make_pipeline, run_dag
+from tests.fixtures.airflow_env import DAGS_FOLDER
 
 HAND_WRITTEN = '''
 """A hand-written Airflow DAG using the Flamingock operators directly."""

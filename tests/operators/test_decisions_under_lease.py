@@ -21,8 +21,8 @@ import pytest
 
 from flamingock_provider import commands
 from flamingock_provider.exceptions import ChangeRunningError
-from tests.airflow.conftest import DAGS_FOLDER
 from tests.conftest import VENV_BIN, sql_unit, write_tree
+from tests.fixtures.airflow_env import DAGS_FOLDER
 
 PIPELINE = (
     "targets:\n  warehouse: {conn_id: warehouse_db}\n"

@@ -132,6 +132,7 @@ def status_json(pipe: Path) -> dict[str, object]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["different_stages", "same_stage"])
 def test_task_without_lock_task_applies_each_unit_once_while_the_cli_holds_the_lease(
     layout: str,

@@ -6,6 +6,7 @@
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
      ├── UnitExecutionError               a change unit's apply or rollback raised
+     ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── LeaseError
      │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
@@ -13,7 +14,7 @@
      ├── StoreError                       the audit store or lease store failed (I/O, outage)
      └── UsageError                       bad command-line or API arguments                  (exit 2)
 
-Backend errors (sqlite3, pymongo, botocore, redis) are translated once per backend, always with
+Backend errors (sqlite3, pymongo, botocore, redis, confluent-kafka) are translated once per backend, always with
 ``raise ... from err``. Every message says what failed, which value, and what to do.
 """
 
@@ -75,6 +76,14 @@ class UnitExecutionError(FlamingockError):
         self.phase = phase
         self.cause = cause
         super().__init__(f"change {unit_id!r}: {phase} failed: {type(cause).__name__}: {cause}")
+
+
+class TargetError(FlamingockError):
+    """A target system refused or failed an operation of a change; ``code`` is the system's own error name."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class BlockedError(FlamingockError):

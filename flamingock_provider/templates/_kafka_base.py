@@ -104,24 +104,33 @@ def describe_topic(session: KafkaTargetSession, topic: str) -> TopicInfo | None:
 
 
 def topic_config(session: KafkaTargetSession, topic: str) -> dict[str, str]:
-    """Every config entry the broker reports for the topic that a create can set again.
+    """Every config entry of the topic that a create (or a rollback) should set again.
 
-    Defaults are kept too: Tansu reports explicitly set configs as defaults (``is_default``,
-    source DEFAULT_CONFIG), so dropping defaults would drop what was set. Read-only entries and
-    sensitive ones (reported without a value) cannot be set again and are left out.
+    Entries at their default are kept too: Tansu reports explicitly set configs as defaults
+    (``is_default``, source DEFAULT_CONFIG), so dropping defaults would drop what was set. Left out:
+    values the topic inherits from the broker's own settings (set again, they would stop following
+    the broker), read-only entries, and sensitive ones (described without a value).
     """
-    from confluent_kafka.admin import ConfigResource
+    from confluent_kafka.admin import ConfigResource, ConfigSource
 
+    inherited = {
+        ConfigSource.STATIC_BROKER_CONFIG.value,
+        ConfigSource.DYNAMIC_BROKER_CONFIG.value,
+        ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value,
+    }
     admin = session.client("admin")
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     doing = f"describe the config of topic {topic!r}"
-    entries = session.call(
+    described = session.call(
         doing, lambda: admin.describe_configs([resource], request_timeout=session.timeout_s)[resource].result()
     )
     return {
         name: str(entry.value)
-        for name, entry in sorted(entries.items())
-        if entry.value is not None and not entry.is_read_only and not entry.is_sensitive
+        for name, entry in sorted(described.items())
+        if entry.value is not None
+        and not entry.is_read_only
+        and not entry.is_sensitive
+        and int(getattr(entry.source, "value", entry.source)) not in inherited
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from flamingock_provider.core.context import ChangeContext
 from flamingock_provider.core.template import Template
 from flamingock_provider.exceptions import ConfigurationError, TargetError
-from flamingock_provider.targets.kafka import KafkaTargetSession, kafka_session
+from flamingock_provider.targets.kafka import KafkaTargetSession, kafka_session, translate
 
 Problems = list[str]
 Risk = list[tuple[str, str]]
@@ -99,6 +99,10 @@ def describe_topic(session: KafkaTargetSession, topic: str) -> TopicInfo | None:
     found = metadata.topics.get(topic)
     if found is None or (found.error is not None and found.error.name() == "UNKNOWN_TOPIC_OR_PART"):
         return None
+    if found.error is not None:  # e.g. TOPIC_AUTHORIZATION_FAILED: the metadata answer carries it per topic
+        from confluent_kafka import KafkaException
+
+        raise translate(session.servers, f"describe topic {topic!r}", KafkaException(found.error))
     replicas = [len(p.replicas) for p in found.partitions.values()]
     return TopicInfo(topic, len(found.partitions), max(replicas, default=1))
 

@@ -131,8 +131,9 @@ class DeleteTopic(KafkaTemplate):
             return  # the delete never happened (or the topic is back)
         if not isinstance(undo_state, Mapping):
             raise TargetError(
-                f"change {ctx.change.id!r}: Kafka topic {topic!r} is gone and its partitions and config were not "
-                f"recorded; re-create it by hand, then `flamingock fix` the change as rolled-back"
+                f"change {ctx.change.id!r}: Kafka topic {topic!r} is not there and its apply recorded nothing (the "
+                f"topic never existed, or the delete ran and its answer was lost); if it should exist, re-create it "
+                f"by hand; then `flamingock fix` the change as rolled-back"
             )
         config = {str(k): str(v) for k, v in undo_state.get("config", {}).items()}
         create_topic(session, topic, int(undo_state["partitions"]), int(undo_state["replication_factor"]), config)

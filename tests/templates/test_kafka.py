@@ -125,9 +125,14 @@ def test_create_topic_and_its_rollback(tmp_path: Path, kafka: KafkaServer) -> No
 
 def test_create_topic_with_broker_defaults_and_jinja(tmp_path: Path, kafka: KafkaServer) -> None:
     apply = {"topic": "feed_{{ params.get('env', 'dev') }}", "config": {"compression.type": "zstd"}}
-    pipe = make(tmp_path, {"0001_feed.yaml": unit("feed", "create_topic", apply)})
-    assert commands.apply(pipe)["applied"] == ["feed"]
-    assert "feed_dev" in kafka.topics() and kafka.config("feed_dev")["compression.type"] == "zstd"
+    sized = {"topic": "sized", "partitions": "{{ 2 * 2 }}"}  # Jinja renders numbers as strings
+    files = {
+        "0001_feed.yaml": unit("feed", "create_topic", apply),
+        "0002_sized.yaml": unit("sized", "create_topic", sized),
+    }
+    assert commands.apply(make(tmp_path, files))["applied"] == ["feed", "sized"]
+    assert kafka.topics() == {"feed_dev": 3, "sized": 4}  # Tansu's default partition count is 3
+    assert kafka.config("feed_dev")["compression.type"] == "zstd"
 
 
 def test_create_of_an_existing_topic_is_an_error_naming_it(tmp_path: Path, kafka: KafkaServer) -> None:

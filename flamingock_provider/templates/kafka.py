@@ -39,7 +39,6 @@ from flamingock_provider.templates._kafka_base import (
     delete_topic,
     describe_topic,
     message_count,
-    templated,
     topic_config,
 )
 
@@ -156,11 +155,11 @@ class UpdateTopicConfig(KafkaTemplate):
     def check(self, apply: Mapping[str, Any]) -> Problems:
         problems = check_config(apply, "set")
         delete = apply.get("delete", [])
-        if not templated(delete) and not (isinstance(delete, list) and all(isinstance(k, str) and k for k in delete)):
+        if not (isinstance(delete, list) and all(isinstance(k, str) and k for k in delete)):
             problems.append(f"field 'apply.delete': expected a list of config names, got {delete!r}")
             delete = []
         set_ = apply.get("set", {})
-        if not templated(set_) and isinstance(set_, Mapping) and not templated(delete):
+        if isinstance(set_, Mapping):
             if not set_ and not delete:
                 problems.append("field 'apply': give 'set' (config: value) or 'delete' (config names), or both")
             both = sorted(set(set_) & set(delete))

@@ -64,6 +64,7 @@ def test_unknown_keys_are_errors_with_a_did_you_mean(tmp_path: Path) -> None:
         ("update_topic_config", {"topic": "t"}, "give 'set' (config: value) or 'delete'"),
         ("update_topic_config", {"topic": "t", "set": {"a": 1}, "delete": ["a"]}, "a also in 'set'"),
         ("update_topic_config", {"topic": "t", "delete": "retention.ms"}, "expected a list of config names"),
+        ("update_topic_config", {"topic": "t", "set": "{{ params.cfg }}"}, "'apply.set': expected a mapping"),
         ("add_partitions", {"topic": "t"}, "field 'apply.partitions': required"),
     ],
 )

@@ -6,6 +6,7 @@
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
      ├── UnitExecutionError               a change unit's apply or rollback raised
+     ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── ChangeRunningError               the unit is being applied by the live lease holder now
      ├── LeaseError
@@ -15,7 +16,7 @@
      └── UsageError                       bad command-line or API arguments                  (exit 2)
           └── DriftNotAcceptedError       marking a changed file applied without accepting its checksum
 
-Backend errors (sqlite3, pymongo, botocore, redis) are translated once per backend, always with
+Backend errors (sqlite3, pymongo, botocore, redis, confluent-kafka) are translated once per backend, always with
 ``raise ... from err``. Every message says what failed, which value, and what to do. Every class
 survives a pickle round trip (``__reduce__`` rebuilds it from its fields), so errors cross process
 boundaries (Airflow's task runner, multiprocessing) intact.
@@ -92,6 +93,17 @@ class UnitExecutionError(FlamingockError):
 
     def _fields(self) -> tuple[object, ...]:
         return (self.unit_id, self.phase, self.cause)
+
+
+class TargetError(FlamingockError):
+    """A target system refused or failed an operation of a change; ``code`` is the system's own error name."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (str(self), self.code)
 
 
 class BlockedError(FlamingockError):

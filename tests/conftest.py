@@ -16,6 +16,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.airflow_env",
     "tests.fixtures.http_api",
+    "tests.fixtures.kafka_server",
     "tests.fixtures.mongo_server",
     "tests.fixtures.moto_server",
     "tests.fixtures.redis_server",

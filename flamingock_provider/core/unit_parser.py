@@ -260,7 +260,9 @@ def _check_template(
             f"field 'transactional': template {name!r} cannot run in a transaction{why}; remove it or set false"
         )
     elif not _compensable(template, steps, transactional):
-        result.warnings.append(NOT_COMPENSABLE + "add 'rollback:'")
+        result.warnings.append(NOT_COMPENSABLE + template.no_rollback_hint)
+    for step in steps:
+        result.warnings.extend(template.warnings(step.apply))
 
 
 def _validate(template: Template, step: Step, label: str, result: UnitResult) -> list[str]:

@@ -25,6 +25,7 @@ SAMPLES: list[FlamingockError] = [
     exceptions.StoreError("store down"),
     exceptions.DriftNotAcceptedError("u1", "0001_a.yaml", "dags/changes/p"),
     HttpStatusError("GET", "/x", 500, [200], "oops"),
+    exceptions.TargetError("broker refused", code="UNSUPPORTED_FEATURE"),
 ]
 
 

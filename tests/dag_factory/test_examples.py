@@ -1,4 +1,4 @@
-"""The example pipelines on MongoDB (catalog) and AWS + HTTP (lake) run through real Airflow (dag.test)."""
+"""The example pipelines on MongoDB (catalog), AWS + HTTP (lake) and Kafka (events) run through real Airflow."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flamingock_provider import commands
 from tests.conftest import REPO
 from tests.fixtures.airflow_dags import load_dag, run_dag
 from tests.fixtures.http_api import HttpApi
+from tests.fixtures.kafka_server import KafkaServer
 from tests.fixtures.mongo_server import MongoDatabase
 from tests.fixtures.moto_server import MotoServer
 
@@ -48,3 +49,12 @@ def test_lake_example_runs_through_airflow(changes: Path, moto: MotoServer, http
     assert moto.client("dynamodb").scan(TableName="lake_datasets")["Count"] > 0
     assert moto.client("s3").head_bucket(Bucket="acme-lake-raw")["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert ("POST", "/api/v1/sources") in http_api.calls()
+
+
+def test_events_example_runs_through_airflow(changes: Path, kafka: KafkaServer) -> None:
+    folder = install_example(changes, "events")
+    run = run_dag(load_dag("flamingock_events"))
+    assert run.state == "success", run.tasks
+    assert_all_applied(run.tasks, folder)
+    assert kafka.topics()["clickstream"] == 6 and "orders.v1.dlq" in kafka.topics()
+    assert kafka.config("clickstream")["retention.ms"] == "259200000"

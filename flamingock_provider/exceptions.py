@@ -6,6 +6,10 @@
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
      ├── UnitExecutionError               a change unit's apply or rollback raised
+ │    └── CheckFailedError            a precondition halted the run before its unit (SPEC §14)
+ ├── CheckError                       a precondition could not be evaluated
+ │    └── CheckTimeoutError           ... within its timeout_seconds (it was cut off)
+ ├── ReadTimeoutError                 a bounded read (a check, a `plan` impact count) ran out of time
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── LeaseError
      │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
@@ -75,6 +79,26 @@ class UnitExecutionError(FlamingockError):
         self.phase = phase
         self.cause = cause
         super().__init__(f"change {unit_id!r}: {phase} failed: {type(cause).__name__}: {cause}")
+
+
+class CheckFailedError(UnitExecutionError):
+    """A precondition said no (or could not answer) and halted the run before its unit; nothing ran."""
+
+    def __init__(self, unit_id: str, message: str, outcome: dict[str, object]) -> None:
+        self.outcome = outcome
+        super().__init__(unit_id, "precondition", CheckError(message))
+
+
+class CheckError(FlamingockError):
+    """A precondition could not be evaluated: it timed out or its target failed."""
+
+
+class CheckTimeoutError(CheckError):
+    """A precondition did not answer within its ``timeout_seconds``; it was cut off."""
+
+
+class ReadTimeoutError(FlamingockError):
+    """A read-only, time-bounded query did not finish in time and was interrupted."""
 
 
 class BlockedError(FlamingockError):

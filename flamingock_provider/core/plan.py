@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flamingock_provider.core.model import (
     APPLIED_STATES,
-    ROLLED_BACK_STATES,
+    REAPPLY_STATES,
     AuditEntry,
     ChangeUnit,
     NextAction,
@@ -63,8 +63,9 @@ def decide(
 ) -> Decision:
     """Apply SPEC §7's table to one unit."""
     state = latest.state if latest else None
-    if latest is None or state in ROLLED_BACK_STATES:
-        return Decision(unit, latest, NextAction.APPLY)
+    if latest is None or state in REAPPLY_STATES:
+        reason = "its preconditions said no last time: they run again" if state is State.CHECK_FAILED else ""
+        return Decision(unit, latest, NextAction.APPLY, reason)
     if state in APPLIED_STATES:
         return _decide_applied(unit, latest, pipeline_dir)
     if state is State.FAILED and latest.tx_strategy is not TxStrategy.NON_TX:

@@ -17,7 +17,10 @@ from typing import Any
 from flamingock_provider.core.model import ChangeUnit, Pipeline
 from flamingock_provider.exceptions import ConfigurationError
 
-SETTINGS = ("ID", "AUTHOR", "DESCRIPTION", "TARGET", "TRANSACTIONAL", "RECOVERY", "RUN_ALWAYS", "WHEN")
+SETTINGS = (
+    *("ID", "AUTHOR", "DESCRIPTION", "TARGET", "TRANSACTIONAL", "RECOVERY", "RUN_ALWAYS", "WHEN"),
+    *("RISK", "ON_CHECK_FAIL"),
+)
 MODULE_PREFIX = "flamingock_units"
 
 
@@ -79,7 +82,7 @@ def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
 def _check_functions(found: PythonSource) -> None:
     if "apply" not in found.functions:
         found.errors.append("no top-level 'def apply(ctx)': a Python unit must define apply(ctx)")
-    for name in ("apply", "rollback"):
+    for name in ("apply", "rollback", "check"):
         func = found.functions.get(name)
         if func is None:
             continue

@@ -26,7 +26,7 @@ from flamingock_provider.core.engine import Engine
 from flamingock_provider.core.executor import RunInfo, UnitExecutor
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline, validate_pipeline
-from flamingock_provider.core.model import LeaseInfo, Pipeline
+from flamingock_provider.core.model import LeaseInfo, NextAction, Pipeline
 from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
 from flamingock_provider.exceptions import FlamingockError, LeaseLostError
@@ -129,35 +129,106 @@ def _lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:
 
 
 def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check a pipeline folder; list stages, units, errors and warnings."""
+    """Parse and check a pipeline folder; list stages, units, risks, errors and warnings."""
+    from flamingock_provider.targets.risk import pipeline_risks
+
     report = validate_pipeline(pipeline_dir)
-    stages = []
+    stages: list[dict[str, Any]] = []
+    risks: list[dict[str, Any]] = []
+    warnings = [{"file": i.file, "message": i.message} for i in report.warnings]
     if report.pipeline is not None:
         stages = [{"name": s.name, "changes": [u.id for u in s.units]} for s in report.pipeline.stages]
+        assessed = pipeline_risks(report.pipeline)
+        risks = [r.to_json() for r in assessed]
+        files = {u.id: u.source_file for u in report.pipeline.units}
+        warnings += [{"file": files[r.unit_id], "message": r.warning} for r in assessed if r.warning]
     return {
         "ok": not report.errors,
         "pipeline": report.pipeline.id if report.pipeline else None,
         "errors": [{"file": i.file, "message": i.message} for i in report.errors],
-        "warnings": [{"file": i.file, "message": i.message} for i in report.warnings],
+        "warnings": warnings,
         "stages": stages,
+        "risks": risks,
     }
 
 
 def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Each unit's latest state and next action, and the lock holder."""
+    """Each unit's latest state, next action and risk, and the lock holder."""
+    from flamingock_provider.targets.risk import pipeline_risks
+
     with workspace(pipeline_dir) as ws:
         decisions = ws.engine().plan()
         holder = ws.leases.current(ws.pipeline.id)
+    risks = {r.unit_id: r for r in pipeline_risks(ws.pipeline)}
+    changes = [{**d.to_json(), "risk": risks[d.unit.id].level.value} for d in decisions]
+    return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
+
+
+def plan(
+    pipeline_dir: str | os.PathLike[str],
+    *,
+    sql: bool = False,
+    params: Mapping[str, Any] | None = None,
+    targets: TargetFactory | None = None,
+) -> dict[str, Any]:
+    """What ``apply`` would do now, with each pending unit's risk and impact: no lock taken, nothing changed.
+
+    ``sql``: add ``rendered``, the exact statements or payloads apply would send, rendered with ``params``.
+    """
+    from flamingock_provider.core import preview
+    from flamingock_provider.core.risk import IMPACT_LEVELS
+    from flamingock_provider.targets.risk import pipeline_risks
+
+    with workspace(pipeline_dir) as ws:
+        decisions = ws.engine().plan()
+        holder = ws.leases.current(ws.pipeline.id)
+    risks = {r.unit_id: r for r in pipeline_risks(ws.pipeline)}
+    renderer = sandboxed_renderer(_cli_variables(new_run("plan", params)))
+    if targets is None:
+        from flamingock_provider.targets import open_target
+
+        targets = open_target
+    changes = []
+    for d in decisions:
+        risk = risks[d.unit.id]
+        change = {**d.to_json(), "risk": risk.level.value, "reasons": list(risk.to_json()["reasons"]), "impact": None}
+        if d.action is NextAction.APPLY and risk.level in IMPACT_LEVELS:
+            change["impact"] = preview.impact(ws.pipeline, d.unit, targets, renderer)
+        if sql:
+            change["rendered"] = preview.rendered(ws.pipeline, d.unit, renderer)
+        changes.append(change)
+    return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
+
+
+def undo_plan(
+    pipeline_dir: str | os.PathLike[str],
+    to: str | None = None,
+    last: int | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``undo`` would roll back, newest first, and the rollbacks it would send: no lock, no change."""
+    from flamingock_provider.core import preview
+    from flamingock_provider.targets.risk import pipeline_risks
+
+    with workspace(pipeline_dir) as ws:
+        engine = ws.engine()
+        units = engine.undo_targets(to, last)
+        latest = engine.snapshot()
+    renderer = sandboxed_renderer(_cli_variables(new_run("plan", params)))
+    risks = {r.unit_id: r for r in pipeline_risks(ws.pipeline)}
     return {
         "pipeline": ws.pipeline.id,
-        "lock": _lock_json(holder),
-        "changes": [d.to_json() for d in decisions],
+        "undo": [
+            {
+                "id": u.id,
+                "stage": u.stage,
+                "risk": risks[u.id].level.value,
+                "rollback": preview.rollbacks(ws.pipeline, u, renderer, latest.get(u.id)),
+            }
+            for u in units
+        ],
     }
-
-
-def plan(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """What ``apply`` would do now: no lock taken, nothing changed."""
-    return status(pipeline_dir)
 
 
 def apply(

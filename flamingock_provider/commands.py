@@ -56,9 +56,21 @@ class Workspace:
             from flamingock_provider.targets import open_target
 
             targets = open_target
+        from flamingock_provider.targets import checks
+        from flamingock_provider.targets.risk import unit_risk
+
         renderer = renderer or sandboxed_renderer(_cli_variables(run))
         executor = UnitExecutor(
-            self.pipeline, self.store, targets, run, lease=lease, renderer=renderer, log=log, sinks=configured_sinks()
+            self.pipeline,
+            self.store,
+            targets,
+            run,
+            lease=lease,
+            renderer=renderer,
+            log=log,
+            sinks=configured_sinks(),
+            checks=checks,
+            risk_of=lambda unit: unit_risk(self.pipeline, unit).level.value,
         )
         return Engine(executor, pipeline_dir=self.pipeline_dir)
 

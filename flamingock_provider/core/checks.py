@@ -19,12 +19,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flamingock_provider.core.documents import describe
 from flamingock_provider.core.model import ChangeUnit, CheckSpec, OnCheckFail, State
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.exceptions import CheckError, CheckTimeoutError, FlamingockError
+
+if TYPE_CHECKING:
+    from flamingock_provider.core.targets import TargetSession
 
 CHECK_KINDS = ("sql", "mongo", "dynamodb", "s3", "http")
 COMMON_KEYS = ("target", "timeout_seconds")
@@ -204,6 +207,14 @@ class CheckOutcome:
         if self.check is not None:
             out.update(check=self.check, saw=self.saw, expected=self.expected)
         return out
+
+
+class CheckEvaluator(Protocol):
+    """Evaluates checks per target (``flamingock_provider.targets.checks`` is the implementation)."""
+
+    def evaluate(self, check: CheckSpec, session: TargetSession) -> Observation: ...
+
+    def cancel(self, session: TargetSession) -> None: ...
 
 
 def bounded(call: Callable[[], Any], timeout: float, what: str, cancel: Callable[[], None] | None = None) -> Any:

@@ -24,7 +24,13 @@ from flamingock_provider.core.model import (
     State,
 )
 from flamingock_provider.core.plan import Decision, MarkerCheck, decide, drifted, fix_command, plan_pipeline
-from flamingock_provider.exceptions import BlockedError, ConfigurationError, UnitExecutionError, UsageError
+from flamingock_provider.exceptions import (
+    BlockedError,
+    CheckFailedError,
+    ConfigurationError,
+    UnitExecutionError,
+    UsageError,
+)
 
 FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none"})
 
@@ -40,6 +46,7 @@ class RunResult:
     compensated: list[str] = field(default_factory=list)
     failed: dict[str, str] | None = None
     blocked: dict[str, Any] | None = None
+    checks: dict[str, str] = field(default_factory=dict)  # unit id -> what its preconditions decided
 
     @property
     def exit_code(self) -> int:
@@ -51,6 +58,7 @@ class RunResult:
         out.update(failed=self.failed, blocked=self.blocked)
         if self.kind == "apply":
             out["compensated"] = self.compensated
+            out["checks"] = self.checks
         return out
 
 
@@ -146,12 +154,20 @@ class Engine:
             result.skipped.append(unit.id)
             return True
         try:
-            self.executor.apply(unit)
+            entry = self.executor.apply(unit)
         except UnitExecutionError as err:
+            if isinstance(err, CheckFailedError):
+                result.checks[unit.id] = str(err.outcome.get("outcome"))
             result.failed = {"id": unit.id, "error": str(err.cause)}
             if compensate:
                 result.compensated = self.compensate()
             return False
+        outcome = entry.check_outcome
+        if outcome is not None:
+            result.checks[unit.id] = str(outcome.get("outcome"))
+        if entry.state is State.CHECK_FAILED or (outcome is not None and outcome.get("outcome") == "mark_applied"):
+            result.skipped.append(unit.id)  # its preconditions said no: nothing ran (SPEC §14)
+            return True
         result.done.append(unit.id)
         return True
 

@@ -38,11 +38,13 @@ def _conn_type(conn_id: str) -> str | None:
     return offline_conn_type(conn_id)
 
 
+def unit_risk(pipeline: Pipeline, unit: ChangeUnit) -> UnitRisk:
+    """The risk of one unit (what its audit entries record)."""
+    dialect, notes = unit_dialect(pipeline, unit) if unit.kind == "template" else (None, ())
+    return assess_unit(unit, pipeline.path, dialect=dialect, notes=notes)
+
+
 def pipeline_risks(pipeline: Pipeline) -> list[UnitRisk]:
     """The risk of every unit, in run order."""
     _conn_type.cache_clear()  # connections may change between two calls in one process
-    out = []
-    for unit in pipeline.units:
-        dialect, notes = unit_dialect(pipeline, unit) if unit.kind == "template" else (None, ())
-        out.append(assess_unit(unit, pipeline.path, dialect=dialect, notes=notes))
-    return out
+    return [unit_risk(pipeline, unit) for unit in pipeline.units]

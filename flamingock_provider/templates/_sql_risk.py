@@ -43,6 +43,7 @@ _VOLATILE = frozenset({"random", "gen_random_uuid", "uuid_generate_v4", "clock_t
 _DROP_KINDS_DESTRUCTIVE = frozenset(
     {"TABLE", "VIEW", "INDEX", "SCHEMA", "DATABASE", "SEQUENCE", "FUNCTION", "PROCEDURE", "TRIGGER", "TYPE"}
 )
+_WHERE = "rows match the WHERE"
 _SAFE_COMMANDS = frozenset({"GRANT", "ANALYZE", "COMMENT", "SET", "BEGIN", "COMMIT", "SHOW", "EXPLAIN", "USE"})
 
 
@@ -51,7 +52,14 @@ class SqlFinding:
     level: str
     reason: str
     probe: str | None = None  # a read-only COUNT query of what the statement touches
-    probe_label: str | None = None  # what the count means: "table orders: {n} rows"
+    probe_label: str | None = None  # what is counted: "table orders"
+    noun: str = "rows"  # what the count is of: "rows", "rows match the WHERE", "non-null values"
+
+    def describe(self, n: int) -> str:
+        noun = self.noun.replace("rows", "row", 1) if n == 1 else self.noun
+        noun = noun.replace("values", "value", 1) if n == 1 else noun
+        noun = noun.replace(" match ", " matches ", 1) if n == 1 else noun
+        return f"{self.probe_label}: {n:,} {noun}"
 
 
 def dialect_of(conn_type: str | None) -> str | None:
@@ -129,8 +137,10 @@ class _Statement:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _at(self, level: str, why: str, probe: str | None = None, label: str | None = None) -> SqlFinding:
-        return SqlFinding(level, f"{self.label}: {why}", probe, label)
+    def _at(
+        self, level: str, why: str, probe: str | None = None, label: str | None = None, noun: str = "rows"
+    ) -> SqlFinding:
+        return SqlFinding(level, f"{self.label}: {why}", probe, label, noun)
 
     def _sql(self, node: Any) -> str:
         return str(node.sql(dialect=self.dialect))
@@ -183,7 +193,7 @@ class _Statement:
             return [
                 self._at("destructive", f"DELETE without WHERE deletes every row of {name}", probe, f"table {name}")
             ]
-        return [self._at("rewrite", f"deletes the rows of {name} matching its WHERE", probe, f"table {name}")]
+        return [self._at("rewrite", f"deletes the rows of {name} matching its WHERE", probe, f"table {name}", _WHERE)]
 
     def _update(self) -> list[SqlFinding]:
         table, where = self.tree.this, self.tree.args.get("where")
@@ -191,7 +201,7 @@ class _Statement:
         probe = self._count(table, where)
         if where is None:
             return [self._at("rewrite", f"UPDATE without WHERE rewrites every row of {name}", probe, f"table {name}")]
-        return [self._at("rewrite", f"updates the rows of {name} matching its WHERE", probe, f"table {name}")]
+        return [self._at("rewrite", f"updates the rows of {name} matching its WHERE", probe, f"table {name}", _WHERE)]
 
     def _insert(self) -> list[SqlFinding]:
         conflict = self.tree.args.get("conflict")
@@ -292,7 +302,8 @@ class _Statement:
             col = self._sql(column)
             probe = self._count(table, column=column)
             label = f"column {name}.{col}"
-            out.append(self._at("destructive", f"drops column {col} of {name} and its values", probe, label))
+            why = f"drops column {col} of {name} and its values"
+            out.append(self._at("destructive", why, probe, label, "non-null values"))
         return out
 
     def _add_column(self, name: str, column: Any) -> list[SqlFinding]:

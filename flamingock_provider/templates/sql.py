@@ -66,9 +66,7 @@ class SqlTemplate(Template):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            n = count(conn, finding.probe, left)
-            noun = "non-null values" if (finding.probe_label or "").startswith("column") else "rows"
-            seen.append(f"{finding.probe_label}: {n:,} {noun}")
+            seen.append(finding.describe(count(conn, finding.probe, left)))
         return "; ".join(dict.fromkeys(seen)) or None
 
     def rollback(

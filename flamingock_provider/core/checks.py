@@ -117,7 +117,7 @@ def _sql_spec(item: Mapping[str, Any], where: str, errors: list[str]) -> dict[st
     if "expect_rows" in item and item["expect_rows"] not in ("none", "some"):
         errors.append(
             f"field '{where}.expect_rows': unknown value {item['expect_rows']!r}"
-            f"{did_you_mean(str(item['expect_rows']), ('none', 'some'))} (none | some)"
+            f"{did_you_mean(str(item['expect_rows']), ('none', 'some'))}"
         )
         return None
     return {k: item[k] for k in ("sql", *SQL_KEYS) if k in item}
@@ -154,7 +154,7 @@ def _body_values(kind: str, body: Mapping[str, Any], where: str) -> list[str]:
     choices = EXPECT_CHOICES.get(kind)
     if choices and "expect" in body and body["expect"] not in choices:
         hint = did_you_mean(str(body["expect"]), choices)
-        problems.append(f"field '{where}.expect': unknown value {body['expect']!r}{hint} ({' | '.join(choices)})")
+        problems.append(f"field '{where}.expect': unknown value {body['expect']!r}{hint}")
     if kind == "s3" and "prefix" in body and "key" in body:
         problems.append(f"field {where!r}: give 'prefix' or 'key', not both")
     status = body.get("expect_status", 200)

@@ -44,6 +44,7 @@ _DROP_KINDS_DESTRUCTIVE = frozenset(
     {"TABLE", "VIEW", "INDEX", "SCHEMA", "DATABASE", "SEQUENCE", "FUNCTION", "PROCEDURE", "TRIGGER", "TYPE"}
 )
 _WHERE = "rows match the WHERE"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # sqlglot underlines the bad token for terminals
 _SAFE_COMMANDS = frozenset({"GRANT", "ANALYZE", "COMMENT", "SET", "BEGIN", "COMMIT", "SHOW", "EXPLAIN", "USE"})
 
 
@@ -90,7 +91,7 @@ def analyse(statements: Sequence[str], dialect: str | None) -> list[SqlFinding]:
         try:
             trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
         except SqlglotError as err:
-            message = " ".join(str(err).split())
+            message = " ".join(_ANSI.sub("", str(err)).split())
             out.append(SqlFinding("unknown", f"{short(raw)}: the SQL parser cannot read it: {message}"))
             continue
         except Exception as err:  # sqlglot may raise plain errors on odd input: never silently safe

@@ -10,9 +10,9 @@ import yaml
 
 from flamingock_provider import commands
 from tests.conftest import write_tree
-from tests.fixtures.http_api import HttpApi, http_api, http_api_server  # noqa: F401
-from tests.fixtures.mongo_server import CONN_ID, MongoDatabase, mongo_conn, mongo_server  # noqa: F401
-from tests.fixtures.moto_server import MotoServer, moto, moto_server  # noqa: F401
+from tests.fixtures.http_api import HttpApi
+from tests.fixtures.mongo_server import CONN_ID, MongoDatabase
+from tests.fixtures.moto_server import MotoServer
 
 MONGO = f"targets:\n  catalog: {{conn_id: {CONN_ID}}}\ndefault_target: catalog\n"
 AWS = "targets:\n  lake: {conn_id: aws_default}\n  api: {conn_id: http_default}\ndefault_target: lake\n"
@@ -76,8 +76,8 @@ def test_mongo_check_counts_documents(tmp_path: Path, mongo_conn: MongoDatabase)
 # -- DynamoDB and S3 ------------------------------------------------------------------------------
 
 
-def _table(moto: MotoServer, items: int) -> Any:
-    client = moto.client("dynamodb")
+def _table(server: MotoServer, items: int) -> Any:
+    client = server.client("dynamodb")
     client.create_table(
         TableName="catalog",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],

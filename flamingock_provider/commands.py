@@ -26,7 +26,7 @@ from flamingock_provider.core.engine import Engine
 from flamingock_provider.core.executor import RunInfo, UnitExecutor
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline, validate_pipeline
-from flamingock_provider.core.model import LeaseInfo, NextAction, Pipeline
+from flamingock_provider.core.model import LeaseInfo, Pipeline
 from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
 from flamingock_provider.exceptions import FlamingockError, LeaseLostError
@@ -187,28 +187,18 @@ def plan(
 
     ``sql``: add ``rendered``, the exact statements or payloads apply would send, rendered with ``params``.
     """
-    from flamingock_provider.core import preview
-    from flamingock_provider.core.risk import IMPACT_LEVELS
-    from flamingock_provider.targets.risk import pipeline_risks
+    from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
         decisions = ws.engine().plan()
         holder = ws.leases.current(ws.pipeline.id)
-    risks = {r.unit_id: r for r in pipeline_risks(ws.pipeline)}
     renderer = sandboxed_renderer(_cli_variables(new_run("plan", params)))
     if targets is None:
         from flamingock_provider.targets import open_target
 
         targets = open_target
-    changes = []
-    for d in decisions:
-        risk = risks[d.unit.id]
-        change = {**d.to_json(), "risk": risk.level.value, "reasons": list(risk.to_json()["reasons"]), "impact": None}
-        if d.action is NextAction.APPLY and risk.level in IMPACT_LEVELS:
-            change["impact"] = preview.impact(ws.pipeline, d.unit, targets, renderer)
-        if sql:
-            change["rendered"] = preview.rendered(ws.pipeline, d.unit, renderer)
-        changes.append(change)
+    details = plan_details(ws.pipeline, decisions, targets=targets, renderer=renderer, sql=sql)
+    changes = [{**d.to_json(), **details[d.unit.id]} for d in decisions]
     return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
 
 

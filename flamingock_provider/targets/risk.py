@@ -7,10 +7,15 @@ unit's reasons say so. Parse-time safe: no driver, no Airflow import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
-from flamingock_provider.core.model import ChangeUnit, Pipeline
-from flamingock_provider.core.risk import UnitRisk, assess_unit
+from flamingock_provider.core.context import StringRenderer
+from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline
+from flamingock_provider.core.plan import Decision
+from flamingock_provider.core.risk import IMPACT_LEVELS, UnitRisk, assess_unit
+from flamingock_provider.core.targets import TargetFactory
 from flamingock_provider.targets.connections import offline_conn_type
 from flamingock_provider.templates._sql_risk import dialect_of
 
@@ -48,3 +53,29 @@ def pipeline_risks(pipeline: Pipeline) -> list[UnitRisk]:
     """The risk of every unit, in run order."""
     _conn_type.cache_clear()  # connections may change between two calls in one process
     return [unit_risk(pipeline, unit) for unit in pipeline.units]
+
+
+def plan_details(
+    pipeline: Pipeline,
+    decisions: Sequence[Decision],
+    *,
+    targets: TargetFactory | None,
+    renderer: StringRenderer | None,
+    sql: bool = False,
+    impact_timeout: float = 10.0,
+) -> dict[str, dict[str, Any]]:
+    """Per unit id: ``risk``, ``reasons``, ``impact`` (pending rewrite/destructive units, read within
+    ``impact_timeout`` seconds each; None without ``targets``) and with ``sql`` the ``rendered`` payload."""
+    from flamingock_provider.core import preview
+
+    risks = {r.unit_id: r for r in pipeline_risks(pipeline)}
+    out: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        risk = risks[d.unit.id]
+        item: dict[str, Any] = {"risk": risk.level.value, "reasons": risk.to_json()["reasons"], "impact": None}
+        if targets is not None and d.action is NextAction.APPLY and risk.level in IMPACT_LEVELS:
+            item["impact"] = preview.impact(pipeline, d.unit, targets, renderer, timeout=impact_timeout)
+        if sql:
+            item["rendered"] = preview.rendered(pipeline, d.unit, renderer)
+        out[d.unit.id] = item
+    return out

@@ -8,7 +8,6 @@ unit's reasons say so. Parse-time safe: no driver, no Airflow import.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 from flamingock_provider.core.context import StringRenderer
@@ -25,7 +24,7 @@ def unit_dialect(pipeline: Pipeline, unit: ChangeUnit) -> tuple[str | None, tupl
     config = pipeline.target_of(unit)
     if config is None:
         return None, ("SQL read in the generic dialect: the unit has no target",)
-    conn_type = _conn_type(config.conn_id)
+    conn_type = offline_conn_type(config.conn_id)  # an env var parse: cheap, and never stale
     dialect = dialect_of(conn_type)
     if dialect is not None:
         return dialect, ()
@@ -38,11 +37,6 @@ def unit_dialect(pipeline: Pipeline, unit: ChangeUnit) -> tuple[str | None, tupl
     return None, (f"SQL read in the generic dialect: {why}",)
 
 
-@cache
-def _conn_type(conn_id: str) -> str | None:
-    return offline_conn_type(conn_id)
-
-
 def unit_risk(pipeline: Pipeline, unit: ChangeUnit) -> UnitRisk:
     """The risk of one unit (what its audit entries record)."""
     dialect, notes = unit_dialect(pipeline, unit) if unit.kind == "template" else (None, ())
@@ -51,7 +45,6 @@ def unit_risk(pipeline: Pipeline, unit: ChangeUnit) -> UnitRisk:
 
 def pipeline_risks(pipeline: Pipeline) -> list[UnitRisk]:
     """The risk of every unit, in run order."""
-    _conn_type.cache_clear()  # connections may change between two calls in one process
     return [unit_risk(pipeline, unit) for unit in pipeline.units]
 
 

@@ -104,6 +104,8 @@ def render_run(doc: dict[str, Any]) -> str:
     verb = "applied" if "applied" in doc else "rolled_back"
     out = [f"pipeline {doc['pipeline']}: {verb.replace('_', ' ')} {len(doc[verb])}, skipped {len(doc['skipped'])}"]
     out += [f"  {verb.replace('_', ' ')}: {cid}" for cid in doc[verb]]
+    said_no = {cid: outcome for cid, outcome in (doc.get("checks") or {}).items() if outcome != "passed"}
+    out += [f"  preconditions of {cid}: {outcome}" for cid, outcome in said_no.items()]
     if doc.get("compensated"):
         out.append(f"  compensated (rolled back): {', '.join(doc['compensated'])}")
     if doc["failed"]:

@@ -117,7 +117,7 @@ def _target(fields: Fields, scope: UnitScope) -> str | None:
 
 def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> UnitResult:
     source = parse_python_source(text)
-    result = UnitResult(errors=list(source.errors))
+    result = UnitResult(errors=list(source.errors), warnings=list(source.warnings))
     if not source.parsed:
         return result
     header = _header(Fields(source.settings, result.errors, upper=True, reported=source.invalid), scope)

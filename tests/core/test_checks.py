@@ -263,3 +263,25 @@ def test_unit_keys_are_checked_with_did_you_mean(tmp_path: Path, sqlite_target: 
     assert any("field 'risk': unknown level 'destructiv' (did you mean 'destructive'?)" in m for m in messages)
     typo = sql_unit("drop-name", DROP_NAME_APPLY) + "chekcs: []\n"
     assert "did you mean 'checks'?" in commands.validate(pipeline(tmp_path, typo))["errors"][0]["message"]
+
+
+def test_python_unit_settings_are_checked(tmp_path: Path, sqlite_target: Path) -> None:
+    source = PY_UNIT.format(mode="skip", body="    return True")
+    typo = source.replace('ON_CHECK_FAIL = "skip"', 'ON_CHECK_FAILS = "skip"\nRSIK = "safe"')
+    doc = commands.validate(pipeline(tmp_path, checked_unit(None, 1), ("0003_py.py", typo)))
+    messages = [w["message"] for w in doc["warnings"] if w["file"] == "0003_py.py"]
+    assert any("'ON_CHECK_FAILS' (line 6): not a unit setting (did you mean 'ON_CHECK_FAIL'?)" in m for m in messages)
+    assert any("'RSIK' (line 7): not a unit setting (did you mean 'RISK'?)" in m for m in messages)
+    bad = source.replace('ON_CHECK_FAIL = "skip"', 'ON_CHECK_FAIL = "skipp"\nRISK = "harmless"')
+    errors = [
+        e["message"]
+        for e in commands.validate(pipeline(tmp_path, checked_unit(None, 1), ("0003_py.py", bad)))["errors"]
+    ]
+    assert any("field 'ON_CHECK_FAIL': unknown value 'skipp' (did you mean 'skip'?)" in m for m in errors)
+    assert any("field 'RISK': unknown level 'harmless'" in m for m in errors)
+    two_args = source.replace("def check(ctx):", "def check(ctx, extra):")
+    errors = [
+        e["message"]
+        for e in commands.validate(pipeline(tmp_path, checked_unit(None, 1), ("0003_py.py", two_args)))["errors"]
+    ]
+    assert any("'def check' (line 9): must take one argument, 'def check(ctx)'" in m for m in errors)

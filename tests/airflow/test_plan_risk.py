@@ -59,3 +59,26 @@ def _plan_xcom(dag_id: str, run_id: str) -> dict:  # type: ignore[type-arg]
     import json
 
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_preconditions_in_airflow_skip_the_unit_task_and_audit_what_they_saw(
+    changes: Path, sqlite_target: Path
+) -> None:
+    from flamingock_provider import commands
+
+    with sqlite3.connect(sqlite_target) as db:
+        db.execute("CREATE TABLE legacy (x INT)")
+        db.execute("INSERT INTO legacy VALUES (1)")
+    checked = sql_unit("drop-legacy", "DROP TABLE legacy") + (
+        'checks:\n  - sql: "SELECT count(*) FROM legacy"\n    expect: 0\non_check_fail: skip\n'
+    )
+    folder = make_pipeline(
+        changes,
+        "riskcheck",
+        {"0001_drop.yaml": checked, "0002_after.yaml": sql_unit("after", "CREATE TABLE after_it (x INT)")},
+    )
+    run = run_dag(load_dag("flamingock_riskcheck"))
+    assert run.state == "success", run.tasks
+    assert run.states("main.apply_drop-legacy", "main.apply_after") == ["skipped", "success"], run.tasks
+    entries = [e for e in commands.history(folder)["entries"] if e["change_id"] == "drop-legacy"]
+    assert [(e["state"], e["check_outcome"]["saw"], e["run_id"]) for e in entries] == [("CHECK_FAILED", 1, run.run_id)]

@@ -166,13 +166,13 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Each unit's latest state, next action and risk, and the lock holder."""
-    from flamingock_provider.targets.risk import pipeline_risks
+    from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
         decisions = ws.engine().plan()
         holder = ws.leases.current(ws.pipeline.id)
-    risks = {r.unit_id: r for r in pipeline_risks(ws.pipeline)}
-    changes = [{**d.to_json(), "risk": risks[d.unit.id].level.value} for d in decisions]
+    details = plan_details(ws.pipeline, decisions, targets=None, renderer=None)
+    changes = [{**d.to_json(), "risk": details[d.unit.id]["risk"]} for d in decisions]
     return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
 
 

@@ -11,6 +11,7 @@ No driver imports: targets come from the caller's :data:`TargetFactory`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -64,12 +65,23 @@ def rollbacks(pipeline: Pipeline, unit: ChangeUnit, renderer: StringRenderer | N
             out.append(template.rendered(ctx, ctx.render(step.rollback)))
         elif template.derives_rollback(step.apply):
             state = states[n] if n < len(states) else None
-            out.append({"derived": f"{template.name} reverses its apply", "from_audit": state})
+            out.append({"derived": f"{template.name} reverses its apply", "from_audit": _abridged(state)})
         else:
             out.append(None)
     if template.target_kind == "sql":
         return [s for part in out if isinstance(part, list) for s in part]
     return out
+
+
+MAX_SHOWN_STATE = 2000  # characters of a recorded undo state shown by `undo --plan`
+
+
+def _abridged(state: Any) -> Any:
+    """The undo state apply recorded, or a note of its size when it is long (captured documents, objects)."""
+    text = json.dumps(state, default=str)
+    if len(text) <= MAX_SHOWN_STATE:
+        return state
+    return f"{len(text):,} characters recorded in its APPLIED entry (see `flamingock history --change ... --json`)"
 
 
 def impact(

@@ -13,7 +13,7 @@ from typing import Any
 from flamingock_provider.core.context import StringRenderer
 from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline
 from flamingock_provider.core.plan import Decision
-from flamingock_provider.core.risk import IMPACT_LEVELS, UnitRisk, assess_unit
+from flamingock_provider.core.risk import IMPACT_LEVELS, RiskLevel, UnitRisk, assess_unit, parse_level
 from flamingock_provider.core.targets import TargetFactory
 from flamingock_provider.targets.connections import offline_conn_type
 from flamingock_provider.templates._sql_risk import dialect_of
@@ -58,17 +58,33 @@ def plan_details(
     impact_timeout: float = 10.0,
 ) -> dict[str, dict[str, Any]]:
     """Per unit id: ``risk``, ``reasons``, ``impact`` (pending rewrite/destructive units, read within
-    ``impact_timeout`` seconds each; None without ``targets``) and with ``sql`` the ``rendered`` payload."""
+    ``impact_timeout`` seconds each; None without ``targets``) and with ``sql`` the ``rendered`` payload.
+
+    A unit that is done and unchanged takes the level its latest audit entry recorded, so a plan of a
+    long pipeline parses only what is pending.
+    """
     from flamingock_provider.core import preview
 
-    risks = {r.unit_id: r for r in pipeline_risks(pipeline)}
     out: dict[str, dict[str, Any]] = {}
     for d in decisions:
-        risk = risks[d.unit.id]
-        item: dict[str, Any] = {"risk": risk.level.value, "reasons": risk.to_json()["reasons"], "impact": None}
-        if targets is not None and d.action is NextAction.APPLY and risk.level in IMPACT_LEVELS:
-            item["impact"] = preview.impact(pipeline, d.unit, targets, renderer, timeout=impact_timeout)
+        recorded = _recorded_level(d)
+        if recorded is not None:  # done and unchanged: the level its audit entry recorded (no parsing)
+            out[d.unit.id] = {"risk": recorded.value, "reasons": [], "impact": None}
+        else:
+            risk = unit_risk(pipeline, d.unit)
+            out[d.unit.id] = {"risk": risk.level.value, "reasons": risk.to_json()["reasons"], "impact": None}
+            if targets is not None and d.action is NextAction.APPLY and risk.level in IMPACT_LEVELS:
+                out[d.unit.id]["impact"] = preview.impact(pipeline, d.unit, targets, renderer, timeout=impact_timeout)
         if sql:
-            item["rendered"] = preview.rendered(pipeline, d.unit, renderer)
-        out[d.unit.id] = item
+            out[d.unit.id]["rendered"] = preview.rendered(pipeline, d.unit, renderer)
     return out
+
+
+def _recorded_level(decision: Decision) -> RiskLevel | None:
+    """The risk an unchanged, skipped unit's latest entry recorded; None when it must be analysed."""
+    entry, unit = decision.latest, decision.unit
+    if decision.action is NextAction.APPLY or entry is None or not entry.risk:
+        return None
+    if entry.checksum != unit.checksum or entry.payload_checksum != unit.payload_checksum:
+        return None
+    return parse_level(entry.risk)

@@ -144,3 +144,18 @@ def test_undo_plan_shows_the_rollbacks_undo_would_run_and_changes_nothing(pipe: 
     human = run("undo", str(pipe), "--to", "orders", "--plan").stdout
     assert "-- seed (schema): safe\nDELETE FROM orders;" in human
     assert run_json("undo", str(pipe), "--to", "orders")["rolled_back"] == ["seed"]
+
+
+def test_done_units_take_the_level_their_audit_entry_recorded(pipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flamingock_provider.templates import _sql_risk
+
+    commands.apply(pipe)
+    expected = [c["risk"] for c in commands.plan(pipe)["changes"]]
+    assert expected == ["safe", "safe", "rewrite", "destructive"]
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a done, unchanged unit was parsed again")
+
+    monkeypatch.setattr(_sql_risk, "analyse", refuse)
+    assert [c["risk"] for c in commands.plan(pipe)["changes"]] == expected
+    assert [c["risk"] for c in commands.status(pipe)["changes"]] == expected

@@ -48,6 +48,12 @@ def test_mongo_impact_counts_documents_of_real_data(tmp_path: Path, mongo_conn: 
         "add": ("safe", None),
     }
     assert mongo_conn.db.events.count_documents({}) == 30
+    rendered = {c["id"]: c["rendered"] for c in commands.plan(pipe, sql=True)["changes"]}
+    assert rendered["purge"] == [{"collection": "events", "filter": {"kind": "view"}, "many": True}]
+    commands.apply(pipe, until="purge")
+    (undo,) = commands.undo_plan(pipe, last=1)["undo"]
+    assert undo["id"] == "purge" and undo["rollback"][0]["derived"] == "mongo.delete reverses its apply"
+    assert len(undo["rollback"][0]["from_audit"]["before"]) == 10  # the deleted documents it puts back
 
 
 def test_mongo_check_counts_documents(tmp_path: Path, mongo_conn: MongoDatabase) -> None:

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan", parents=[common], help="what apply would do now, with risk and impact (no lock, no change)"
     )
     p.add_argument("--sql", action="store_true", help="also show the exact statements and payloads apply would send")
-    sub.add_parser("status", parents=[common], help="each change's latest state and next action")
+    sub.add_parser("status", parents=[common], help="each change's latest state, next action and risk")
     p = sub.add_parser("apply", parents=[common], help="apply pending changes under the lock")
     p.add_argument("--until", metavar="ID", help="stop after this change")
     p = sub.add_parser("history", parents=[common], help="audit entries, oldest first")

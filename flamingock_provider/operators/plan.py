@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from flamingock_provider.core.model import AuditEntry, ChangeUnit, NextAction
 from flamingock_provider.core.plan import Decision
+from flamingock_provider.core.preview import rollbacks
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
 from flamingock_provider.targets import open_target
 from flamingock_provider.targets.risk import plan_details
@@ -77,8 +78,13 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator):
             self._log_plan(decisions, details)
             undo: list[str] = []
             if request.action == "undo" and request.undo_to is not None:
-                undo = [u.id for u in engine.undo_targets(to=request.undo_to)]
+                units = engine.undo_targets(to=request.undo_to)
+                undo = [u.id for u in units]
                 self.log.info("undo to %s rolls back, newest first: %s", request.undo_to, undo or "nothing")
+                latest = {d.unit.id: d.latest for d in decisions}
+                for u in units:  # what `flamingock undo --plan` shows
+                    shown = rollbacks(ws.pipeline, u, self.renderer(context), latest.get(u.id))
+                    self.log.info("undo %s sends: %s", u.id, shown)
         for stage in ws.pipeline.stages:  # one XCom per stage: a unit task reads only its own stage's
             mine = [d for d in decisions if d.unit.stage == stage.name]
             context["ti"].xcom_push(key=stage_key(stage.name), value=decisions_to_xcom(mine))

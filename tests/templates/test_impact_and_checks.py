@@ -15,6 +15,8 @@ from tests.fixtures.mongo_server import CONN_ID, MongoDatabase
 from tests.fixtures.moto_server import MotoServer
 
 MONGO = f"targets:\n  catalog: {{conn_id: {CONN_ID}}}\ndefault_target: catalog\n"
+MONGO_AUDIT = f"audit: {{conn_id: {CONN_ID}}}\n" + MONGO  # check_outcome and risk through the MongoDB store
+DYNAMO_AUDIT = "audit: {conn_id: aws_default, table: flamingock_audit_log}\n"
 AWS = "targets:\n  lake: {conn_id: aws_default}\n  api: {conn_id: http_default}\ndefault_target: lake\n"
 
 
@@ -62,7 +64,7 @@ def test_mongo_check_counts_documents(tmp_path: Path, mongo_conn: MongoDatabase)
     pipe = write_tree(
         tmp_path / "m",
         {
-            "pipeline.yaml": MONGO,
+            "pipeline.yaml": MONGO_AUDIT,
             "0001_idx.yaml": unit(
                 "idx",
                 "mongo.create_index",
@@ -74,7 +76,8 @@ def test_mongo_check_counts_documents(tmp_path: Path, mongo_conn: MongoDatabase)
     )
     assert commands.apply(pipe)["skipped"] == ["idx"]
     (entry,) = commands.history(pipe)["entries"]
-    assert entry["state"] == "CHECK_FAILED" and entry["check_outcome"]["saw"] == 1
+    assert entry["state"] == "CHECK_FAILED" and entry["check_outcome"]["saw"] == 1 and entry["risk"] == "safe"
+    assert entry["check_outcome"]["checks"] == [{"check": "checks[0] mongo", "saw": 1, "passed": False}]
     mongo_conn.db.users.delete_many({"email": None})
     assert commands.apply(pipe)["applied"] == ["idx"]
 
@@ -148,13 +151,14 @@ def test_dynamodb_s3_and_http_checks(tmp_path: Path, moto: MotoServer, http_api:
         ),
         "health": ([{"http": {"endpoint": "/api/health", "expect_status": [200]}, "target": "api"}], 503),
     }
-    files = {"pipeline.yaml": AWS}
+    files = {"pipeline.yaml": DYNAMO_AUDIT + AWS}  # check_outcome through the DynamoDB store
     for n, (name, (spec, _)) in enumerate(checks.items()):
         apply = {"bucket": "acme-raw", "key": f"marker-{name}", "body": "x"}
         files[f"{n + 1:04}_{name}.yaml"] = unit(name, "s3.put_object", apply, checks=spec, on_check_fail="skip")
     pipe = write_tree(tmp_path / "a", files)
     result = commands.apply(pipe)
     assert result["applied"] == ["ok-item"] and result["skipped"] == ["no-item", "empty", "health"]
+    assert {e["risk"] for e in commands.history(pipe)["entries"]} == {"rewrite"}
     saw = {
         e["change_id"]: e["check_outcome"]["saw"]
         for e in commands.history(pipe)["entries"]

@@ -130,7 +130,8 @@ class MongoTemplate(Template, ABC):
         name = str(payload.get("collection") or payload.get("view"))
         db = _db(ctx, self.name)
         n = db[name].count_documents(query, maxTimeMS=max(1, int(timeout * 1000)))
-        return f"collection {name}: {n:,} documents" + ("" if query == {} else " match the filter")
+        shown = f"collection {name}: {n:,} documents" + ("" if query == {} else " match the filter")
+        return shown + ("" if payload.get("many", True) or n <= 1 else "; one of them is changed (many: false)")
 
     def touched(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """The filter of the documents the operation changes, None when it changes none."""

@@ -4,14 +4,14 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install demo test lint bench reliability clean
+.PHONY: install demo test test-fast lint bench reliability clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(UV) pip install -q --python $(PY) -c constraints.txt -e '.[all,test]'
+	$(UV) pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e '.[all,test]'
 	bash scripts/system_deps.sh
 	touch $@
 
@@ -19,8 +19,13 @@ lint: install
 	$(VENV)/bin/ruff check flamingock_provider tests bench dags
 	$(VENV)/bin/mypy
 
+# Everything: unit, integration, slow, e2e (real Airflow) and the reliability suite (reduced counts).
 test: install lint
 	$(VENV)/bin/pytest -q
+
+# The inner loop: everything but the e2e, reliability and slow tests (markers in pyproject.toml).
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not e2e and not reliability and not slow"
 
 demo: install
 	bash scripts/demo.sh

@@ -11,124 +11,34 @@ the CLI uses; ``apply``/``undo`` report a failed or blocked unit in the result i
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
-from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
-from flamingock_provider.core.engine import Engine
-from flamingock_provider.core.executor import RunInfo, UnitExecutor
-from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
-from flamingock_provider.core.loader import load_pipeline, validate_pipeline
-from flamingock_provider.core.model import LeaseInfo, Pipeline
-from flamingock_provider.core.sinks import configured_sinks
+from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
+from flamingock_provider.core.loader import validate_pipeline
+from flamingock_provider.core.model import LeaseInfo
 from flamingock_provider.core.targets import TargetFactory
-from flamingock_provider.exceptions import FlamingockError, LeaseLostError
+from flamingock_provider.core.workspace import Workspace, cli_renderer, holding, new_run, open_workspace
+from flamingock_provider.exceptions import FlamingockError, UsageError
 
-log = logging.getLogger("flamingock")
+__all__ = [
+    "Workspace",
+    "apply",
+    "fix",
+    "history",
+    "holding",
+    "plan",
+    "status",
+    "undo",
+    "undo_plan",
+    "unlock",
+    "validate",
+    "workspace",
+]
 
-
-@dataclass
-class Workspace:
-    """A loaded pipeline with its audit store and lease backend, closed together."""
-
-    pipeline: Pipeline
-    pipeline_dir: str
-    store: Any
-    leases: LeaseBackend
-
-    def engine(
-        self,
-        *,
-        lease: Lease | None = None,
-        run: RunInfo | None = None,
-        targets: TargetFactory | None = None,
-        renderer: StringRenderer | None = None,
-    ) -> Engine:
-        run = run or new_run(lease.owner if lease else "cli")
-        if targets is None:
-            from flamingock_provider.targets import open_target
-
-            targets = open_target
-        from flamingock_provider.targets import checks
-        from flamingock_provider.targets.risk import unit_risk
-
-        renderer = renderer or sandboxed_renderer(_cli_variables(run))
-        executor = UnitExecutor(
-            self.pipeline,
-            self.store,
-            targets,
-            run,
-            lease=lease,
-            renderer=renderer,
-            log=log,
-            sinks=configured_sinks(),
-            checks=checks,
-            risk_of=lambda unit: unit_risk(self.pipeline, unit).level.value,
-        )
-        return Engine(executor, pipeline_dir=self.pipeline_dir)
-
-    def lease(self, owner: str | None = None) -> Lease:
-        return Lease(self.leases, self.pipeline.id, owner or cli_owner(), self.pipeline.lock)
-
-
-def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
-    return RunInfo(
-        execution_id=uuid.uuid4().hex,
-        owner=owner,
-        triggered_by="cli",
-        hostname=socket.gethostname(),
-        params=dict(params or {}),
-    )
-
-
-def _cli_variables(run: RunInfo) -> dict[str, Any]:
-    today = datetime.now(timezone.utc)
-    return {"params": dict(run.params), "run_id": run.execution_id, "ds": today.date().isoformat(), "env": {}}
-
-
-@contextmanager
-def workspace(pipeline_dir: str | os.PathLike[str]) -> Iterator[Workspace]:
-    """Load and validate the pipeline, then open its stores (closed on exit)."""
-    from flamingock_provider.stores import open_lease_backend, open_store
-
-    pipeline = load_pipeline(pipeline_dir)
-    store = open_store(pipeline.audit)
-    try:
-        leases = open_lease_backend(pipeline.lock, store)
-        yield Workspace(pipeline, str(pipeline_dir), store, leases)
-    finally:
-        store.close()
-
-
-@contextmanager
-def holding(ws: Workspace, owner: str | None = None) -> Iterator[Lease]:
-    """Acquire the pipeline's lease (waiting per ``lock:``) and release it unless it was lost."""
-    lease = ws.lease(owner)
-    lease.acquire()
-    try:
-        with lease.heartbeat():
-            yield lease
-    except BaseException as err:
-        if isinstance(err, LeaseLostError):
-            lease.token = None  # a runner that lost its lease releases nothing
-        _release_after(lease, err)
-        raise
-    lease.release()
-
-
-def _release_after(lease: Lease, err: BaseException) -> None:
-    """Release after a failure; if that fails too (the store is down), report the first failure, not this one."""
-    try:
-        lease.release()
-    except FlamingockError as release_err:
-        log.warning("could not release the lease after %s: %s; it expires by itself", type(err).__name__, release_err)
+# Open a pipeline with its stores (the composition root's, re-exported for embedding applications).
+workspace = open_workspace
 
 
 def _lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:
@@ -165,14 +75,17 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Each unit's latest state, next action and risk, and the lock holder."""
+    """Each unit's latest state, next action and risk, and the lock holder.
+
+    Read without the lease: a unit the live holder is applying right now is ``running``, never blocked.
+    """
     from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
-        decisions = ws.engine().plan()
-        holder = ws.leases.current(ws.pipeline.id)
+        holder = ws.holder()
+        decisions = ws.engine().plan(live_token=holder.token if holder else None)
     details = plan_details(ws.pipeline, decisions, targets=None, renderer=None)
-    changes = [{**d.to_json(), "risk": details[d.unit.id]["risk"]} for d in decisions]
+    changes = [{**decision_json(ws.pipeline_dir, d), "risk": details[d.unit.id]["risk"]} for d in decisions]
     return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
 
 
@@ -187,18 +100,15 @@ def plan(
 
     ``sql``: add ``rendered``, the exact statements or payloads apply would send, rendered with ``params``.
     """
+    from flamingock_provider.targets import open_target
     from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
-        decisions = ws.engine().plan()
-        holder = ws.leases.current(ws.pipeline.id)
-    renderer = sandboxed_renderer(_cli_variables(new_run("plan", params)))
-    if targets is None:
-        from flamingock_provider.targets import open_target
-
-        targets = open_target
-    details = plan_details(ws.pipeline, decisions, targets=targets, renderer=renderer, sql=sql)
-    changes = [{**d.to_json(), **details[d.unit.id]} for d in decisions]
+        holder = ws.holder()
+        decisions = ws.engine().plan(live_token=holder.token if holder else None)
+    renderer = cli_renderer(new_run("plan", params))
+    details = plan_details(ws.pipeline, decisions, targets=targets or open_target, renderer=renderer, sql=sql)
+    changes = [{**decision_json(ws.pipeline_dir, d), **details[d.unit.id]} for d in decisions]
     return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
 
 
@@ -211,22 +121,23 @@ def undo_plan(
 ) -> dict[str, Any]:
     """What ``undo`` would roll back, newest first, and the rollbacks it would send: no lock, no change."""
     from flamingock_provider.core import preview
-    from flamingock_provider.targets.risk import pipeline_risks
+    from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
+        holder = ws.holder()
         engine = ws.engine()
-        units = engine.undo_targets(to, last)
-        latest = engine.snapshot()
-    renderer = sandboxed_renderer(_cli_variables(new_run("plan", params)))
-    risks = {r.unit_id: r for r in pipeline_risks(ws.pipeline)}
+        units = engine.undo_targets(to, last, live_token=holder.token if holder else None)
+        decisions = {d.unit.id: d for d in engine.plan(live_token=holder.token if holder else None)}
+    renderer = cli_renderer(new_run("plan", params))
+    details = plan_details(ws.pipeline, [decisions[u.id] for u in units], targets=None, renderer=None)
     return {
         "pipeline": ws.pipeline.id,
         "undo": [
             {
                 "id": u.id,
                 "stage": u.stage,
-                "risk": risks[u.id].level.value,
-                "rollback": preview.rollbacks(ws.pipeline, u, renderer, latest.get(u.id)),
+                "risk": details[u.id]["risk"],
+                "rollback": preview.rollbacks(ws.pipeline, u, renderer, decisions[u.id].latest),
             }
             for u in units
         ],
@@ -255,7 +166,8 @@ def undo(
 ) -> dict[str, Any]:
     """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
     with workspace(pipeline_dir) as ws:
-        ws.engine().undo_targets(to, last)  # bad arguments fail before waiting for the lease
+        holder = ws.holder()  # bad arguments fail before waiting for the lease
+        ws.engine().undo_targets(to, last, live_token=holder.token if holder else None)
         with holding(ws, owner) as lease:
             return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
 
@@ -264,7 +176,7 @@ def history(pipeline_dir: str | os.PathLike[str], change: str | None = None) -> 
     """Audit entries, oldest first."""
     with workspace(pipeline_dir) as ws:
         if change is not None:
-            ws.engine()._require_unit(change, "--change")
+            ws.engine().require_unit(change, "history of")
         entries = ws.store.history(ws.pipeline.id, change)
     return {"pipeline": ws.pipeline.id, "entries": [e.to_dict() for e in entries]}
 
@@ -277,9 +189,18 @@ def fix(
     *,
     owner: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve a blocked unit by recording it applied or rolled back, under the lease."""
-    with workspace(pipeline_dir) as ws, holding(ws, owner) as lease:
-        entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, as_, accept_checksum)
+    """Resolve a blocked unit by recording it applied or rolled back, under the lease.
+
+    ``as_`` is ``applied`` or ``rolled-back``. A unit the live lease holder is applying right now is
+    refused at once: it is running, not stuck.
+    """
+    if as_ not in FIX_STATES:
+        raise UsageError(f"--as must be one of {', '.join(FIX_STATES)}, got {as_!r}")
+    with workspace(pipeline_dir) as ws:
+        holder = ws.holder()
+        ws.engine().refuse_running(change_id, holder.token if holder else None, holder.owner if holder else None)
+        with holding(ws, owner) as lease:
+            entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, FIX_STATES[as_], accept_checksum)
     return {
         "pipeline": ws.pipeline.id,
         "change_id": change_id,
@@ -295,8 +216,8 @@ def unlock(pipeline_dir: str | os.PathLike[str], force: bool = False) -> dict[st
         if live is not None and not force:
             raise FlamingockError(
                 f"lease of pipeline {ws.pipeline.id!r} is live: held by {live.owner!r} until "
-                f"{live.expires_at.isoformat()}; wait for it, or if that run is dead use `flamingock unlock "
-                f"{pipeline_dir} --force`"
+                f"{live.expires_at.isoformat()}; wait for it, or if that run is dead use "
+                f"`{unlock_command(ws.pipeline_dir, force=True)}`"
             )
         previous = ws.leases.force_release(ws.pipeline.id)
     return {"pipeline": ws.pipeline.id, "released": previous is not None, "previous": _lock_json(previous)}

@@ -302,7 +302,7 @@ def python_observation(result: Any) -> Observation:
 def expect_value(saw: Any, expected: Any) -> bool:
     """``expect:`` of a SQL check: equal, comparing numbers by value and the rest as text."""
     if isinstance(expected, bool) or isinstance(saw, bool):
-        return saw == expected
+        return bool(saw == expected)
     if isinstance(expected, int | float) and isinstance(saw, int | float):
         return float(saw) == float(expected)
     return str(saw) == str(expected)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flamingock_provider.commandline import decision_json
 from flamingock_provider.core.model import APPLIED_STATES, AuditEntry, LeaseInfo, NextAction, Pipeline
 from flamingock_provider.core.plan import Decision
 from flamingock_provider.exceptions import PipelineValidationError
@@ -111,8 +112,8 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
     fallback_id = folder.name.lower().replace("-", "_")
     try:
         with workspace(folder) as ws:
-            decisions = ws.engine().plan()
-            holder = ws.leases.current(ws.pipeline.id)
+            holder = ws.holder()
+            decisions = ws.engine().plan(live_token=holder.token if holder else None)
             entries = ws.store.history(ws.pipeline.id)
             pipeline = ws.pipeline
         details = _details(pipeline, decisions)
@@ -128,7 +129,7 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
         pipeline_id=pipeline.id,
         dag_id=dag_id_for(pipeline.id),
         description=pipeline.description or "",
-        units=tuple(_unit_row(d, details.get(d.unit.id, {})) for d in decisions),
+        units=tuple(_unit_row(decision_json(str(folder), d), details.get(d.unit.id, {})) for d in decisions),
         lease=_lease(holder),
         history=tuple(_history_row(e) for e in reversed(entries[-HISTORY_LIMIT:])),
         history_total=len(entries),
@@ -147,8 +148,7 @@ def _details(pipeline: Pipeline, decisions: list[Decision]) -> dict[str, dict[st
         return {}
 
 
-def _unit_row(decision: Decision, details: dict[str, Any]) -> UnitRow:
-    data = decision.to_json()
+def _unit_row(data: dict[str, Any], details: dict[str, Any]) -> UnitRow:
     return UnitRow(
         id=str(data["id"]),
         stage=str(data["stage"]),

@@ -116,8 +116,8 @@ class RedisLeaseBackend:
     @classmethod
     def from_conn_id(cls, conn_id: str) -> RedisLeaseBackend:
         """Build the backend on the client of the Airflow ``redis`` connection ``conn_id``."""
-        from airflow.exceptions import AirflowNotFoundException
         from airflow.providers.redis.hooks.redis import RedisHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
             client = RedisHook(redis_conn_id=conn_id).get_conn()
@@ -225,3 +225,8 @@ def _expiry(now: datetime, pttl_ms: int) -> datetime:
 
 def _server_time(seconds: bytes | str | int, micros: bytes | str | int) -> datetime:
     return _EPOCH + timedelta(seconds=int(seconds), microseconds=int(micros))
+
+
+def open_redis_lease(conn_id: str) -> RedisLeaseBackend:
+    """Build the Redis lease backend of the Airflow ``redis`` connection ``conn_id``."""
+    return RedisLeaseBackend.from_conn_id(conn_id)

@@ -15,6 +15,7 @@ TARGET_FACTORIES: dict[str, str] = {
     "mongo": "flamingock_provider.targets.mongo:open_mongo_target",
     "aws": "flamingock_provider.targets.aws:open_aws_target",
     "http": "flamingock_provider.targets.http:open_http_target",
+    "kafka": "flamingock_provider.targets.kafka:open_kafka_target",
 }
 
 
@@ -53,6 +54,6 @@ def _sql_hook(config: TargetConfig, conn: Any) -> Any:
     if not hasattr(hook, "get_conn") or not hasattr(hook, "get_records"):
         raise ConfigurationError(
             f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} is not a SQL "
-            f"database; use sql, mongo, aws or http connections"
+            f"database; use sql, mongo, aws, http or kafka connections"
         )
     return hook

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from flamingock_provider.core.model import TargetConfig
 from flamingock_provider.core.targets import MARKER_TABLE
@@ -50,7 +50,7 @@ class DbApiTargetSession:
         """The Airflow hook of the target's connection (built on first use)."""
         return self._hook_factory() if self._hook_factory else None
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str) -> NoReturn:
         raise ConfigurationError(
             f"target {self.config.name!r} is a SQL database: ctx.client({service!r}) needs an 'aws' "
             f"connection; use ctx.target (a DB-API connection) instead"

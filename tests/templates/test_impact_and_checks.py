@@ -166,3 +166,24 @@ def test_dynamodb_s3_and_http_checks(tmp_path: Path, moto: MotoServer, http_api:
     }
     assert saw == {name: want for name, (_, want) in checks.items() if want is not None}
     assert ("GET", "/api/health") in http_api.calls()
+
+
+# -- Kafka ----------------------------------------------------------------------------------------
+
+
+def test_kafka_impact_gives_the_topic_partitions(tmp_path: Path, kafka: Any) -> None:
+    kafka.create("clicks", partitions=6)
+    header = "targets:\n  feeds: {conn_id: kafka_default}\ndefault_target: feeds\n"
+    pipe = write_tree(
+        tmp_path / "k",
+        {
+            "pipeline.yaml": header,
+            "0001_drop.yaml": unit("drop", "kafka.delete_topic", {"topic": "clicks"}),
+            "0002_gone.yaml": unit("gone", "kafka.delete_topic", {"topic": "nothing-here"}),
+        },
+    )
+    assert impacts(pipe) == {
+        "drop": ("destructive", "topic clicks: 6 partitions"),
+        "gone": ("destructive", "topic nothing-here: does not exist"),
+    }
+    assert kafka.topics() == {"clicks": 6}  # plan changed nothing

@@ -96,6 +96,7 @@ class UnitExecutor:
         self.checks = checks
         self.risk_of = risk_of
         self._outcomes: dict[str, Mapping[str, Any]] = {}  # unit id -> its check outcome, while it runs
+        self._risks: dict[str, str | None] = {}
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -375,13 +376,16 @@ class UnitExecutor:
         return entry
 
     def _risk(self, unit: ChangeUnit) -> str | None:
+        """The unit's risk level for its audit entries, analysed once per unit and run."""
         if self.risk_of is None:
             return None
-        try:
-            return self.risk_of(unit)
-        except Exception:  # the risk label must never stop an audit write
-            self.log.debug("risk of %s not computed", unit.id, exc_info=True)
-            return None
+        if unit.id not in self._risks:
+            try:
+                self._risks[unit.id] = self.risk_of(unit)
+            except Exception:  # the risk label must never stop an audit write
+                self.log.debug("risk of %s not computed", unit.id, exc_info=True)
+                self._risks[unit.id] = None
+        return self._risks[unit.id]
 
     # -- rollback ---------------------------------------------------------------------------
 

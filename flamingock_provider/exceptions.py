@@ -6,6 +6,10 @@
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
      ├── UnitExecutionError               a change unit's apply or rollback raised
+     │    └── CheckFailedError            a precondition halted the run before its unit (SPEC §14)
+     ├── CheckError                       a precondition could not be evaluated
+     │    └── CheckTimeoutError           ... within its timeout_seconds (it was cut off)
+     ├── ReadTimeoutError                 a bounded read (a check, a `plan` impact count) ran out of time
      ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── ChangeRunningError               the unit is being applied by the live lease holder now
@@ -104,6 +108,30 @@ class TargetError(FlamingockError):
 
     def _fields(self) -> tuple[object, ...]:
         return (str(self), self.code)
+
+
+class CheckFailedError(UnitExecutionError):
+    """A precondition said no (or could not answer) and halted the run before its unit; nothing ran."""
+
+    def __init__(self, unit_id: str, message: str, outcome: dict[str, object]) -> None:
+        self.outcome = outcome
+        self.message = message
+        super().__init__(unit_id, "precondition", CheckError(message))
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit_id, self.message, self.outcome)
+
+
+class CheckError(FlamingockError):
+    """A precondition could not be evaluated: it timed out or its target failed."""
+
+
+class CheckTimeoutError(CheckError):
+    """A precondition did not answer within its ``timeout_seconds``; it was cut off."""
+
+
+class ReadTimeoutError(FlamingockError):
+    """A read-only, time-bounded query did not finish in time and was interrupted."""
 
 
 class BlockedError(FlamingockError):

@@ -36,6 +36,7 @@ from flamingock_provider.core.plan import Decision, MarkerCheck, Resolution, dec
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.exceptions import (
     ChangeRunningError,
+    CheckFailedError,
     ConfigurationError,
     DriftNotAcceptedError,
     UnitExecutionError,
@@ -59,6 +60,7 @@ class RunResult:
     failed: dict[str, str] | None = None
     blocked: dict[str, Any] | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)  # unit id -> what its preconditions decided
 
     @property
     def exit_code(self) -> int:
@@ -75,6 +77,7 @@ class RunResult:
         out.update(failed=self.failed, blocked=self.blocked)
         if self.kind is RunKind.APPLY:
             out["compensated"] = self.compensated
+            out["checks"] = self.checks
         return out
 
 
@@ -194,10 +197,18 @@ class Engine:
             result.skip([unit], f"when {unit.when!r} is false")
             return True
         try:
-            self.executor.apply(unit)
+            entry = self.executor.apply(unit)
         except UnitExecutionError as err:
+            if isinstance(err, CheckFailedError):
+                result.checks[unit.id] = str(err.outcome.get("outcome"))
             result.failed = {"id": unit.id, "error": str(err.cause)}
             return False
+        outcome = entry.check_outcome
+        if outcome is not None:
+            result.checks[unit.id] = str(outcome.get("outcome"))
+        if entry.state is State.CHECK_FAILED or (outcome is not None and outcome.get("outcome") == "mark_applied"):
+            result.skip([unit], f"its preconditions said {outcome.get('outcome') if outcome else 'no'}: nothing ran")
+            return True
         result.done.append(unit.id)
         return True
 

@@ -105,6 +105,25 @@ class Template:
     def is_transactional(self, apply: Mapping[str, Any]) -> bool:
         return self.transactional
 
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        """Return ``(level, reason)`` pairs for one apply payload (see core.risk); reasons name the operation."""
+        return [("unknown", f"template {self.name!r} reports no risk of its own; declare 'risk:' in the unit")]
+
+    def rendered(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
+        """What :meth:`apply` sends for ``payload`` (already Jinja-rendered): ``plan --sql`` shows it."""
+        return dict(payload)
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        """Read (never write), within ``timeout`` seconds, what ``payload`` would touch; None when unknown.
+
+        ``payload`` is Jinja-rendered; ``ctx.target_session`` is the unit's target.
+
+        The hook ``plan`` calls for a pending rewrite or destructive unit: the SQL, mongo, dynamodb and s3
+        templates count rows, documents, items and objects; a template family that can tell (e.g. kafka
+        topic partitions) overrides it.
+        """
+        return None
+
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         """Apply the payload; return a JSON-safe undo state (or None)."""
         raise ConfigurationError(f"template {self.name!r} defines no apply; fix the template class")

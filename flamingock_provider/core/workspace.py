@@ -19,12 +19,13 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from flamingock_provider.core.audit import AuditStore, RunInfo
+from flamingock_provider.core.checks import CheckEvaluator
 from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
 from flamingock_provider.core.engine import Engine
 from flamingock_provider.core.executor import UnitExecutor
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline
-from flamingock_provider.core.model import AuditConfig, LeaseInfo, LockConfig, Pipeline
+from flamingock_provider.core.model import AuditConfig, ChangeUnit, LeaseInfo, LockConfig, Pipeline
 from flamingock_provider.core.paths import embedded_store_path
 from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
@@ -41,6 +42,8 @@ STORE_FACTORIES: dict[str, str] = {
 EMBEDDED_STORE = "flamingock_provider.stores.sqlite:open_embedded_store"
 REDIS_LEASE = "flamingock_provider.stores.redis_lease:open_redis_lease"
 TARGETS = "flamingock_provider.targets:open_target"
+CHECKS = "flamingock_provider.targets.checks"  # evaluates checks: per target (module with evaluate/cancel)
+UNIT_RISK = "flamingock_provider.targets.risk:unit_risk"
 CONNECTIONS = "flamingock_provider.targets.connections:get_connection"
 
 
@@ -89,6 +92,11 @@ def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
     )
 
 
+def cli_renderer(run: RunInfo) -> StringRenderer:
+    """The sandboxed Jinja renderer of a run outside Airflow (``params``, ``run_id``, ``ds``)."""
+    return sandboxed_renderer(_cli_variables(run))
+
+
 def _cli_variables(run: RunInfo) -> dict[str, Any]:
     today = datetime.now(timezone.utc)
     return {"params": dict(run.params), "run_id": run.execution_id, "ds": today.date().isoformat(), "env": {}}
@@ -122,8 +130,14 @@ class Workspace:
             renderer=renderer or sandboxed_renderer(_cli_variables(run)),
             log=log,
             sinks=configured_sinks(),
+            checks=cast(CheckEvaluator, importlib.import_module(CHECKS)),
+            risk_of=self._risk_of,
         )
         return Engine(executor, pipeline_dir=self.pipeline_dir)
+
+    def _risk_of(self, unit: ChangeUnit) -> str | None:
+        """The unit's risk level, as its audit entries record it."""
+        return str(_load(UNIT_RISK)(self.pipeline, unit).level.value)
 
     def lease(self, owner: str | None = None) -> Lease:
         """Return an unacquired lease of this pipeline for ``owner`` (a fresh CLI owner by default)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,38 @@ class SqlTemplate(Template):
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         _execute(ctx, payload)
         return None
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        from flamingock_provider.templates._sql_risk import analyse
+
+        if "statements" not in apply:
+            return [("unknown", f"file {apply.get('file')!r} could not be read for analysis")]
+        raw = apply["statements"]
+        statements = [s for chunk in ([raw] if isinstance(raw, str) else raw) for s in split_statements(chunk)]
+        return [(f.level, f.reason) for f in analyse(statements, dialect)]
+
+    def rendered(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
+        return _statements(ctx, payload)
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        """Count the rows the rewrite and destructive statements touch."""
+        from flamingock_provider.targets.sql_reads import count, dialect_of_connection
+        from flamingock_provider.templates._sql_risk import analyse
+
+        session = ctx.target_session
+        if session is None or session.kind != "sql":
+            return None
+        conn = session.native
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        for finding in analyse(_statements(ctx, payload), dialect_of_connection(conn)):
+            if finding.probe is None or finding.level not in ("rewrite", "destructive"):
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            seen.append(finding.describe(count(conn, finding.probe, left)))
+        return "; ".join(dict.fromkeys(seen)) or None
 
     def rollback(
         self,

@@ -11,8 +11,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(UV) pip install -q --python $(PY) -c constraints.txt -e '.[all,test]'
+	# System packages first: mysqlclient compiles against libmysqlclient during the pip install.
 	bash scripts/system_deps.sh
+	$(UV) pip install -q --python $(PY) -c constraints.txt -e '.[all,test]'
 	touch $@
 
 lint: install

@@ -6,6 +6,8 @@
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
      ├── UnitExecutionError               a change unit's apply or rollback raised
+     ├── StatementError                   a SQL statement failed on its target (names statement and server message)
+     │    └── TableLockTimeoutError       it waited longer than the target's lock_timeout_seconds for a table lock
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── LeaseError
      │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
@@ -75,6 +77,41 @@ class UnitExecutionError(FlamingockError):
         self.phase = phase
         self.cause = cause
         super().__init__(f"change {unit_id!r}: {phase} failed: {type(cause).__name__}: {cause}")
+
+
+class StatementError(FlamingockError):
+    """A SQL statement failed on its target; the message names the statement and the server's answer."""
+
+    def __init__(self, statement: str, target: str, detail: str) -> None:
+        self.statement = statement
+        self.target = target
+        self.detail = detail
+        super().__init__(
+            f"statement {_preview(statement)!r} failed on target {target!r}: {detail}; fix the statement (or the "
+            f"data it meets) and run again"
+        )
+
+
+class TableLockTimeoutError(StatementError):
+    """A statement waited longer than ``lock_timeout_seconds`` for a table lock and was cancelled."""
+
+    def __init__(self, statement: str, target: str, table: str | None, seconds: float, detail: str) -> None:
+        self.table = table
+        self.seconds = seconds
+        what = f"table {table}" if table else "its table"
+        FlamingockError.__init__(
+            self,
+            f"statement {_preview(statement)!r} on target {target!r} waited more than {seconds:g} s for the lock "
+            f"on {what} (lock_timeout_seconds) and was cancelled ({detail}): another session holds that table lock "
+            f"(a long query or an open transaction). Find the holder (pg_stat_activity / SHOW PROCESSLIST) and run "
+            f"again when it is done, or raise lock_timeout_seconds",
+        )
+        self.statement, self.target, self.detail = statement, target, detail
+
+
+def _preview(statement: str, limit: int = 80) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class BlockedError(FlamingockError):

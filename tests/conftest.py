@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 # Real servers started on demand by session fixtures (each skips only when its binary is missing).
-pytest_plugins = ["tests.fixtures.redis_server", "tests.fixtures.postgres_server", "tests.fixtures.mariadb_server"]
+pytest_plugins = [
+    "tests.fixtures.redis_server",
+    "tests.fixtures.postgres_server",
+    "tests.fixtures.mariadb_server",
+    "tests.fixtures.sql_databases",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

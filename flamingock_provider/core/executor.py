@@ -168,7 +168,7 @@ class UnitExecutor:
         if unit.kind == "python":  # an aws session's boto3 calls cannot join its transaction
             return bool(getattr(session, "python_transactions", True))
         template = get_template(unit.template or "")
-        return all(template.is_transactional(step.apply) for step in unit.steps)
+        return all(template.is_transactional_on(step.apply, session, self.pipeline.path) for step in unit.steps)
 
     def _apply_non_tx(self, unit: ChangeUnit, session: TargetSession | None) -> AuditEntry:
         started = time.monotonic()

@@ -21,6 +21,14 @@ STORE_FACTORIES: dict[str, str] = {
     "sqlite": "flamingock_provider.stores.sqlite:open_sqlite_store",
     "mongo": "flamingock_provider.stores.mongo:open_mongo_store",
     "aws": "flamingock_provider.stores.dynamodb:open_dynamodb_store",
+    "postgres": "flamingock_provider.stores.sql:open_sql_store",
+    "mysql": "flamingock_provider.stores.sql:open_sql_store",
+}
+# lock connection type -> "module:factory(config, connection) -> lease backend"
+LEASE_FACTORIES: dict[str, str] = {
+    "redis": "flamingock_provider.stores.redis_lease:open_redis_lease",
+    "postgres": "flamingock_provider.stores.sql:open_sql_lease",
+    "mysql": "flamingock_provider.stores.sql:open_sql_lease",
 }
 
 
@@ -36,8 +44,8 @@ def open_store(config: AuditConfig) -> AuditStore:
     spec = STORE_FACTORIES.get(conn.conn_type or "")
     if spec is None:
         raise ConfigurationError(
-            f"audit connection {config.conn_id!r} has type {conn.conn_type!r}; the audit store must be a "
-            f"sqlite, mongo or aws connection"
+            f"audit connection {config.conn_id!r} has type {conn.conn_type!r}; the audit store must be one of "
+            f"{', '.join(sorted(STORE_FACTORIES))} (an Airflow connection of that type)"
         )
     return _load(spec)(config, conn)  # type: ignore[no-any-return]
 
@@ -45,16 +53,19 @@ def open_store(config: AuditConfig) -> AuditStore:
 def open_lease_backend(config: LockConfig, store: AuditStore) -> LeaseBackend:
     """Return the lease backend: Redis when ``lock.conn_id`` is set, else the audit store itself."""
     if config.conn_id is not None:
-        from flamingock_provider.stores.redis_lease import RedisLeaseBackend
         from flamingock_provider.targets.connections import get_connection
 
-        conn_type = get_connection(config.conn_id).conn_type
-        if conn_type != "redis":
+        if config.conn_id == getattr(store, "conn_id", None) and hasattr(store, "acquire"):
+            return store  # type: ignore[return-value]
+        conn = get_connection(config.conn_id)
+        spec = LEASE_FACTORIES.get(conn.conn_type or "")
+        if spec is None:
             raise ConfigurationError(
-                f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn_type!r}; the "
-                f"lease can only live in a redis connection (or remove lock.conn_id to keep it in the audit store)"
+                f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn.conn_type!r}; the "
+                f"lease can live in a {', '.join(sorted(LEASE_FACTORIES))} connection (or remove lock.conn_id to keep "
+                f"it in the audit store)"
             )
-        return RedisLeaseBackend.from_conn_id(config.conn_id)
+        return _load(spec)(config, conn)  # type: ignore[no-any-return]
     if not hasattr(store, "acquire"):
         raise ConfigurationError(f"audit store {type(store).__name__} keeps no lease; set lock.conn_id to redis")
     return store  # type: ignore[return-value]

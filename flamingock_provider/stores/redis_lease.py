@@ -225,3 +225,8 @@ def _expiry(now: datetime, pttl_ms: int) -> datetime:
 
 def _server_time(seconds: bytes | str | int, micros: bytes | str | int) -> datetime:
     return _EPOCH + timedelta(seconds=int(seconds), microseconds=int(micros))
+
+
+def open_redis_lease(config: Any, conn: Any) -> RedisLeaseBackend:
+    """The lease backend of a ``lock.conn_id`` that names a redis connection."""
+    return RedisLeaseBackend.from_conn_id(config.conn_id)

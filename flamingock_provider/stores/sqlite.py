@@ -75,9 +75,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, timeout=self._busy, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -109,9 +107,7 @@ class SqliteStore:
             raise self._store_error(err) from err
 
     def _store_error(self, err: sqlite3.Error) -> StoreError:
-        hint = (
-            "another process holds the database locked; retry" if "locked" in str(err) else "check the file"
-        )
+        hint = "another process holds the database locked; retry" if "locked" in str(err) else "check the file"
         return StoreError(f"audit store {str(self.path)!r} failed: {err}; {hint}")
 
     def _ensure_schema(self) -> None:
@@ -122,9 +118,7 @@ class SqliteStore:
                 " state TEXT NOT NULL, action TEXT NOT NULL, created_at TEXT NOT NULL,"
                 " execution_id TEXT NOT NULL, entry TEXT NOT NULL)"
             )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {self._index} ON {self._table} (pipeline, change_id, seq)"
-            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {self._index} ON {self._table} (pipeline, change_id, seq)")
             # The latest entry per change, kept in the append's transaction: reads stay flat as history grows.
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._latest} (pipeline TEXT NOT NULL, change_id TEXT NOT NULL,"

@@ -133,7 +133,10 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
     report = validate_pipeline(pipeline_dir)
     stages = []
     if report.pipeline is not None:
+        from flamingock_provider.targets.sql_validate import sql_target_notes
+
         stages = [{"name": s.name, "changes": [u.id for u in s.units]} for s in report.pipeline.stages]
+        report.warnings.extend(sql_target_notes(report.pipeline))
     return {
         "ok": not report.errors,
         "pipeline": report.pipeline.id if report.pipeline else None,

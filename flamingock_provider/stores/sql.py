@@ -30,16 +30,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditConfig, AuditEntry, LeaseInfo, LockConfig, TargetConfig
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, StoreError
 from flamingock_provider.stores.sql_schema import DIALECTS, SCHEMA_VERSION, SqlDialect
 from flamingock_provider.targets.sql import DbApiTargetSession
-from flamingock_provider.targets.sql_connect import backend_pid, connect, driver_message, endpoint
+from flamingock_provider.targets.sql_connect import backend_pid, connect, connection_lost, driver_message, endpoint
 
 log = logging.getLogger("flamingock.sql")
+_T = TypeVar("_T")
 
 LEASE_LOCK_WAIT_S = 5  # a lease write waits at most this long for a row lock; then "held", try again
 TERMINATE_WAIT_S = 10.0
@@ -69,7 +70,7 @@ class SqlStore:
         self.schema = schema
         d = self.dialect
         self._log = d.ident(table, schema)
-        self._latest = d.ident(f"{table}_latest", schema)
+        self._latest_table = d.ident(f"{table}_latest", schema)
         self._lock = d.ident(lock_table, schema)
         self._versions = d.ident("flamingock_schema_version", schema)
         self._index = d.ident(f"{table}_by_change")
@@ -135,11 +136,27 @@ class SqlStore:
         except (StoreError, LeaseLostError, ConfigurationError, _Held):
             raise
         except Exception as err:
+            lost = connection_lost(err, getattr(self._local, "conn", None))
             self._drop_connection()  # the next call reconnects (the server may have restarted)
-            raise StoreError(
+            failure = StoreError(
                 f"audit store {self.conn_id or '-'!r} ({self.where}) failed to {what}: {driver_message(err)}; "
                 f"check the server is reachable and the connection"
-            ) from err
+            )
+            failure.connection_lost = lost  # type: ignore[attr-defined]
+            raise failure from err
+
+    def _again(self, op: Callable[[], _T]) -> _T:
+        """Run a lease operation or a read; once more on a new connection when the first one was lost.
+
+        A takeover ends the previous holder's connection on purpose: when that holder wakes up, its
+        next extend must answer "not yours any more" (lease lost), not "connection closed".
+        """
+        try:
+            return op()
+        except StoreError as err:
+            if not getattr(err, "connection_lost", False):
+                raise
+        return op()
 
     @contextmanager
     def _tx(self, what: str, conn: Any = None) -> Iterator[Any]:
@@ -172,25 +189,35 @@ class SqlStore:
             if self._schema_version(cur) == SCHEMA_VERSION:
                 return
         with self._tx("create the audit tables") as cur:
+            # Runners starting together must not race their DDL and version rows: one creates, the others wait.
             if self.dialect.name == "postgres":
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext('flamingock-schema'))")  # concurrent DDL races
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext('flamingock-schema'))")
                 if self.schema:
                     cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            statements = self.dialect.create_tables(self._log, self._latest, self._lock, self._versions, self._index)
-            for statement in statements:
-                cur.execute(statement)
-            cur.execute(f"SELECT version FROM {self._versions} WHERE component = %s", (self._component,))
-            row = cur.fetchone()
-            if row is None:
-                cur.execute(
-                    f"INSERT INTO {self._versions} (component, version) VALUES (%s, %s)",
-                    (self._component, SCHEMA_VERSION),
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"audit store {self.conn_id!r}: table {self._component!r} has schema version {row[0]}, written by "
-                    f"a newer flamingock-provider (this one knows {SCHEMA_VERSION}); upgrade flamingock-provider"
-                )
+            else:
+                cur.execute("SELECT GET_LOCK('flamingock-schema', 60)")  # a session lock: DDL commits do not free it
+            try:
+                self._create_tables(cur)
+            finally:
+                if self.dialect.name == "mysql":
+                    cur.execute("SELECT RELEASE_LOCK('flamingock-schema')")
+
+    def _create_tables(self, cur: Any) -> None:
+        statements = self.dialect.create_tables(self._log, self._latest_table, self._lock, self._versions, self._index)
+        for statement in statements:
+            cur.execute(statement)
+        cur.execute(f"SELECT version FROM {self._versions} WHERE component = %s", (self._component,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                f"INSERT INTO {self._versions} (component, version) VALUES (%s, %s)",
+                (self._component, SCHEMA_VERSION),
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"audit store {self.conn_id!r}: table {self._component!r} has schema version {row[0]}, written by "
+                f"a newer flamingock-provider (this one knows {SCHEMA_VERSION}); upgrade flamingock-provider"
+            )
 
     def _schema_version(self, cur: Any) -> int | None:
         try:
@@ -247,13 +274,16 @@ class SqlStore:
         else:
             cur.execute(insert, row)
             seq = int(cur.lastrowid)
-        cur.execute(self.dialect.upsert_latest(self._latest), (entry.pipeline, entry.change_id, seq))
+        cur.execute(self.dialect.upsert_latest(self._latest_table), (entry.pipeline, entry.change_id, seq))
         return replace(entry, seq=seq)
 
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
+        return self._again(lambda: self._read_latest(pipeline))
+
+    def _read_latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
         with self._cursor(f"read the latest entries of pipeline {pipeline!r}") as cur:
             cur.execute(
-                f"SELECT log.seq, log.entry FROM {self._latest} latest JOIN {self._log} log ON log.seq = latest.seq "
+                f"SELECT log.seq, log.entry FROM {self._latest_table} latest JOIN {self._log} log ON log.seq = latest.seq "
                 "WHERE latest.pipeline = %s",
                 (pipeline,),
             )
@@ -262,6 +292,9 @@ class SqlStore:
         return {e.change_id: e for e in entries}
 
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
+        return self._again(lambda: self._history(pipeline, change_id))
+
+    def _history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
         sql = f"SELECT seq, entry FROM {self._log} WHERE pipeline = %s"
         args: list[Any] = [pipeline]
         if change_id is not None:
@@ -289,6 +322,9 @@ class SqlStore:
     # -- lease ------------------------------------------------------------------------------
 
     def acquire(self, key: str, owner: str, ttl_s: float) -> LeaseInfo | None:
+        return self._again(lambda: self._acquire(key, owner, ttl_s))
+
+    def _acquire(self, key: str, owner: str, ttl_s: float) -> LeaseInfo | None:
         self._end_expired_holder(key, owner)
         try:
             with self._tx(f"acquire the lease of {key!r}") as cur:
@@ -386,6 +422,9 @@ class SqlStore:
         return self._main_pid
 
     def extend(self, key: str, owner: str, token: int, ttl_s: float) -> LeaseInfo | None:
+        return self._again(lambda: self._extend(key, owner, token, ttl_s))
+
+    def _extend(self, key: str, owner: str, token: int, ttl_s: float) -> LeaseInfo | None:
         with self._tx(f"extend the lease of {key!r}") as cur:
             cur.execute(
                 f"UPDATE {self._lock} SET expires_at = {self.dialect.later('%s')}, backend_pid = %s "
@@ -397,6 +436,9 @@ class SqlStore:
             return self._read_lease(cur, key)
 
     def release(self, key: str, owner: str, token: int) -> bool:
+        return self._again(lambda: self._release(key, owner, token))
+
+    def _release(self, key: str, owner: str, token: int) -> bool:
         with self._tx(f"release the lease of {key!r}") as cur:
             cur.execute(
                 f"UPDATE {self._lock} SET owner = NULL, backend_pid = NULL, expires_at = {self.dialect.now} "
@@ -406,6 +448,9 @@ class SqlStore:
             return bool(cur.rowcount == 1)
 
     def current(self, key: str) -> LeaseInfo | None:
+        return self._again(lambda: self._current(key))
+
+    def _current(self, key: str) -> LeaseInfo | None:
         with self._cursor(f"read the lease of {key!r}") as cur:
             cur.execute(
                 f"SELECT lease_key, owner, token, acquired_at, expires_at, backend_pid FROM {self._lock} "
@@ -416,6 +461,9 @@ class SqlStore:
         return None if row is None else _lease_info(row)
 
     def force_release(self, key: str) -> LeaseInfo | None:
+        return self._again(lambda: self._force_release(key))
+
+    def _force_release(self, key: str) -> LeaseInfo | None:
         with self._tx(f"release the lease of {key!r}") as cur:
             cur.execute(
                 f"SELECT lease_key, owner, token, acquired_at, expires_at, backend_pid FROM {self._lock} "

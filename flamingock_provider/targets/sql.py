@@ -18,7 +18,7 @@ from typing import Any
 from flamingock_provider.core.model import TargetConfig
 from flamingock_provider.core.targets import MARKER_TABLE
 from flamingock_provider.exceptions import ConfigurationError, StatementError, TableLockTimeoutError
-from flamingock_provider.targets.sql_connect import driver_message
+from flamingock_provider.targets.sql_connect import connection_lost, driver_message
 
 BEGIN_SQL = {"postgres": "BEGIN", "mysql": "START TRANSACTION", "sqlite": "BEGIN"}
 PG_LOCK_NOT_AVAILABLE = "55P03"
@@ -116,10 +116,15 @@ class DbApiTargetSession:
 
     def rollback(self) -> None:
         self.in_transaction = False
-        if self._explicit:
-            self._run("ROLLBACK")
-        else:
+        if not self._explicit:
             self.native.rollback()
+            return
+        try:
+            self._run("ROLLBACK")
+        except Exception as err:
+            if not connection_lost(err, self.native):
+                raise
+            # The server rolls back the transaction of a connection that is gone: nothing left to undo.
 
     def execute(self, statement: str) -> None:
         """Run one statement; a driver error becomes :class:`StatementError` naming it."""

@@ -112,3 +112,16 @@ def backend_pid(native: Any, dialect: str) -> int:
         return int(cursor.fetchone()[0])
     finally:
         cursor.close()
+
+
+_MYSQL_LOST = frozenset({2006, 2013, 2055, 4031})  # server gone, lost during query, lost at handshake, idle kill
+
+
+def connection_lost(err: BaseException, native: Any = None) -> bool:
+    """True when ``err`` means the connection is gone (server restart, ``pg_terminate_backend``, ``KILL``)."""
+    if native is not None and getattr(native, "closed", False):  # psycopg2 marks a broken connection closed
+        return True
+    args = getattr(err, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_LOST
+    return type(err).__name__ == "InterfaceError"

@@ -7,6 +7,7 @@ The shared session fixtures stay untouched: an outage scenario stops these insta
 - :class:`RestartableMoto`: ``ThreadedMotoServer`` in this process, one request at a time as in
   ``tests/fixtures/moto_server.py``; its data lives in moto's backends, so a restart keeps it.
 - Redis: :class:`tests.fixtures.redis_server.RedisServer` already stops and starts on one port.
+- PostgreSQL and MariaDB: the fixtures' server classes stop and start on one port, keeping their data.
 
 """
 
@@ -99,6 +100,8 @@ class Servers:
         self._mongo: DurableMongoServer | None = None
         self._moto: RestartableMoto | None = None
         self._redis: RedisServer | None = None
+        self._postgres: Any = None
+        self._mariadb: Any = None
 
     def mongo(self) -> DurableMongoServer:
         if self._mongo is None:
@@ -124,7 +127,30 @@ class Servers:
             self._redis = server
         return self._redis
 
+    def postgres(self) -> Any:
+        if self._postgres is None:
+            from tests.fixtures.postgres_server import start_postgres
+
+            self._postgres = start_postgres()
+            if self._postgres is None:
+                raise LookupError("PostgreSQL is not installed (scripts/system_deps.sh installs it)")
+        return self._postgres
+
+    def mariadb(self) -> Any:
+        if self._mariadb is None:
+            from tests.fixtures.mariadb_server import start_mariadb
+
+            self._mariadb = start_mariadb()
+            if self._mariadb is None:
+                raise LookupError("MariaDB is not installed (scripts/system_deps.sh installs it)")
+        return self._mariadb
+
     def close(self) -> None:
-        for server in (self._mongo, self._moto, self._redis):
+        for server in (self._mongo, self._moto, self._redis, self._mariadb):
             if server is not None:
                 server.stop()
+        if self._postgres is not None:
+            self._postgres.stop("immediate")
+        for sql in (self._postgres, self._mariadb):
+            if sql is not None:
+                shutil.rmtree(sql.workdir, ignore_errors=True)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from flamingock_provider.core.lease import Fence
@@ -333,16 +333,17 @@ class SqlStore:
             return None
 
     def _acquire_in(self, cur: Any, key: str, owner: str, ttl_s: float) -> LeaseInfo | None:
-        lease = self.dialect.later("%s")
-        now = self.dialect.now
-        row = self._locked_row(cur, key)
+        cur.execute(f"SELECT {self.dialect.now}")  # the server's clock, read once: acquired + ttl = expires
+        now = cur.fetchone()[0]
+        expires = now + timedelta(seconds=ttl_s)
+        row = self._locked_row(cur, key, now)
         pid = self._pid()
         if row is None:
             try:
                 cur.execute(
                     f"INSERT INTO {self._lock} (lease_key, owner, token, acquired_at, expires_at, backend_pid) "
-                    f"VALUES (%s, %s, 1, {now}, {lease}, %s)",
-                    (key, owner, ttl_s, pid),
+                    "VALUES (%s, %s, 1, %s, %s, %s)",
+                    (key, owner, now, expires, pid),
                 )
             except Exception as err:
                 if _is_duplicate(err):  # another runner inserted the first lease row just now: held
@@ -353,22 +354,21 @@ class SqlStore:
             if holder is not None and holder != owner and not expired:
                 return None
             cur.execute(
-                f"UPDATE {self._lock} SET owner = %s, token = token + 1, acquired_at = {now}, "
-                f"expires_at = {lease}, backend_pid = %s WHERE lease_key = %s",
-                (owner, ttl_s, pid, key),
+                f"UPDATE {self._lock} SET owner = %s, token = token + 1, acquired_at = %s, expires_at = %s, "
+                "backend_pid = %s WHERE lease_key = %s",
+                (owner, now, expires, pid, key),
             )
             self._checked(cur, f"take the lease of {key!r}")
         return self._read_lease(cur, key)
 
-    def _locked_row(self, cur: Any, key: str) -> tuple[Any, ...] | None:
+    def _locked_row(self, cur: Any, key: str, now: datetime) -> tuple[Any, ...] | None:
         """The lease row, locked until the transaction ends: (owner, token, backend_pid, expired)."""
         before, after = self.dialect.lock_wait(LEASE_LOCK_WAIT_S)
         cur.execute(before)
         try:
             cur.execute(
-                f"SELECT owner, token, backend_pid, expires_at <= {self.dialect.now} FROM {self._lock} "
-                "WHERE lease_key = %s FOR UPDATE",
-                (key,),
+                f"SELECT owner, token, backend_pid, expires_at <= %s FROM {self._lock} WHERE lease_key = %s FOR UPDATE",
+                (now, key),
             )
             row = cur.fetchone()
         except Exception as err:

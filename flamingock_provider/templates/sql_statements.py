@@ -9,6 +9,7 @@ function body, a string or a comment are not executed at that point and never ma
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from flamingock_provider.exceptions import ConfigurationError
 
@@ -42,6 +43,12 @@ _TEMPORARY_TABLE = re.compile(r"(CREATE|DROP) TEMPORARY TABLE\b")
 
 def split_statements(sql: str) -> list[str]:
     """Split a script into top-level statements; comment-only pieces are dropped."""
+    return list(_split(sql))
+
+
+@lru_cache(maxsize=4096)
+def _split(sql: str) -> tuple[str, ...]:
+    # Cached: a unit's statements are split when the folder is parsed and again when the unit runs.
     import sqlparse
 
     out = []
@@ -51,25 +58,23 @@ def split_statements(sql: str) -> list[str]:
             statement = statement[:-1].rstrip()
         if statement and head(statement):
             out.append(statement)
-    return out
+    return tuple(out)
 
 
+@lru_cache(maxsize=8192)
 def head(statement: str, words: int = HEAD_WORDS) -> str:
-    """The statement's first words, upper-cased, without comments, strings or quoted bodies."""
-    import sqlparse
+    """The statement's first words, upper-cased, without comments, strings or quoted bodies.
+
+    Only the lexer runs (no grouping), and it stops after ``words`` tokens.
+    """
+    from sqlparse import lexer
     from sqlparse import tokens as T
 
-    parsed = sqlparse.parse(statement)
-    if not parsed:
-        return ""
     out: list[str] = []
-    for token in parsed[0].flatten():
-        if token.is_whitespace or token.ttype in T.Comment:
+    for ttype, value in lexer.tokenize(statement):
+        if ttype in T.Whitespace or ttype in T.Newline or ttype in T.Comment:
             continue
-        if token.ttype in T.Literal.String or token.ttype in T.Literal:
-            out.append("?")
-        else:
-            out.append(token.value.upper())
+        out.append("?" if ttype in T.Literal else value.upper())
         if len(out) >= words:
             break
     return re.sub(r"\s+", " ", " ".join(out)).strip()

@@ -14,6 +14,8 @@ from functools import lru_cache
 from flamingock_provider.exceptions import ConfigurationError
 
 HEAD_WORDS = 12
+_PLAIN_PREFIX = re.compile(r"[^'\"`$#/\-\[]*")  # up to the first quote, dollar, comment or bracket
+_WORD = re.compile(r"\w+|[^\w\s]")
 
 # Statements PostgreSQL refuses inside a transaction block (matched against the head words).
 _NO_TRANSACTION = (
@@ -49,6 +51,9 @@ def split_statements(sql: str) -> list[str]:
 @lru_cache(maxsize=4096)
 def _split(sql: str) -> tuple[str, ...]:
     # Cached: a unit's statements are split when the folder is parsed and again when the unit runs.
+    if ";" not in sql:  # one statement (or none): nothing to split, whatever quotes or bodies it holds
+        statement = sql.strip()
+        return (statement,) if statement and head(statement) else ()
     import sqlparse
 
     out = []
@@ -65,8 +70,13 @@ def _split(sql: str) -> tuple[str, ...]:
 def head(statement: str, words: int = HEAD_WORDS) -> str:
     """The statement's first words, upper-cased, without comments, strings or quoted bodies.
 
-    Only the lexer runs (no grouping), and it stops after ``words`` tokens.
+    A statement whose first words hold no quote, comment or dollar sign is read with one regex;
+    otherwise sqlparse's lexer runs (no grouping) and stops after ``words`` tokens.
     """
+    prefix = _PLAIN_PREFIX.match(statement)
+    plain = _WORD.findall(prefix.group(0)) if prefix else []
+    if len(plain) >= words or (prefix is not None and prefix.end() == len(statement)):
+        return " ".join("?" if token.isdigit() else token.upper() for token in plain[:words])
     from sqlparse import lexer
     from sqlparse import tokens as T
 

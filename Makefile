@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/history_growth.py
 	$(PY) bench/throughput.py
 	$(PY) bench/apply_vs_alembic.py
+	$(PY) bench/sql_servers.py
 	$(PY) bench/mongo_overhead.py
 	$(PY) bench/airflow_run_cost.py
 

@@ -254,3 +254,22 @@ def test_an_unreachable_target_is_a_clear_failure(tmp_path: Path, monkeypatch: p
     pipe = pipeline(tmp_path / "p", SEPARATE, {"0001_a.yaml": sql_unit("a", "SELECT 1")})
     with pytest.raises(ConfigurationError, match=r"cannot reach target 'warehouse' \(postgres at 127.0.0.1:9\)"):
         commands.apply(pipe)
+
+
+def test_the_warehouse_example_applies_on_postgres_with_its_audit_store_there(db: SqlDatabase, tmp_path: Path) -> None:
+    if db.kind != "postgres":
+        pytest.skip("the example's SQL (TEXT UNIQUE keys) is PostgreSQL/SQLite")
+    import shutil
+
+    from tests.conftest import REPO
+
+    pipe = tmp_path / "warehouse"
+    shutil.copytree(REPO / "dags" / "changes" / "warehouse", pipe)
+    result = commands.apply(pipe)
+    assert result["failed"] is None and len(result["applied"]) == 6, result
+    assert {e.tx_strategy.value for e in full_history(pipe)} == {"TX_SHARED"}
+    assert db.rows("SELECT order_id, total_cents FROM orders ORDER BY order_id") == [(100, 4448), (101, 7497)]
+    assert db.rows("SELECT count(*) FROM flamingock_audit_log") == [(12,)]
+    undone = commands.undo(pipe, last=6)
+    assert undone["failed"] is None and len(undone["rolled_back"]) == 6, undone
+    assert "products" not in tables(db)

@@ -242,6 +242,13 @@ class SqlStore:
     def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: Any = None) -> AuditEntry:
         row = _row(entry, naive_utc=self.dialect.name == "mysql")
         what = f"append {entry.state.value} of change {entry.change_id!r}"
+        if self.dialect.name == "postgres":  # one statement, atomic on its own (autocommit) or in the unit's tx
+            with self._errors(what):
+                cur = (tx.native if tx is not None else self._conn()).cursor()
+                try:
+                    return self._append_pg(cur, row, entry, fence, locked=tx is None)
+                finally:
+                    cur.close()
         if tx is not None:  # inside the unit's own transaction (TX_SHARED)
             with self._errors(what):
                 cur = tx.native.cursor()
@@ -251,6 +258,35 @@ class SqlStore:
                     cur.close()
         with self._tx(what) as cur:
             return self._append_in(cur, row, entry, fence, locked=True)
+
+    def _append_pg(
+        self, cur: Any, row: tuple[Any, ...], entry: AuditEntry, fence: Fence | None, *, locked: bool
+    ) -> AuditEntry:
+        """Fence check, log row and latest pointer in one round trip (data-modifying CTEs)."""
+        args: tuple[Any, ...] = row
+        source = "(SELECT 1)"
+        if fence is not None:
+            lock = " FOR SHARE" if locked else ""  # outside a unit's tx: held for this statement only
+            source = (
+                f"(SELECT 1 FROM {self._lock} WHERE lease_key = %s AND owner = %s AND token = %s "
+                f"AND expires_at > {self.dialect.now}{lock})"
+            )
+            args = (fence.key, fence.owner, fence.token, *row)
+        cur.execute(
+            f"WITH src AS {source}, "
+            f"ins AS (INSERT INTO {self._log} (pipeline, change_id, state, action, created_at, execution_id, entry) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s FROM src RETURNING seq, pipeline, change_id), "
+            f"up AS (INSERT INTO {self._latest_table} (pipeline, change_id, seq) SELECT pipeline, change_id, seq "
+            f"FROM ins ON CONFLICT (pipeline, change_id) DO UPDATE SET seq = EXCLUDED.seq "
+            f"WHERE {self._latest_table}.seq < EXCLUDED.seq) "
+            "SELECT seq FROM ins",
+            args,
+        )
+        found = cur.fetchone()
+        if found is None:
+            assert fence is not None
+            raise LeaseLostError(fence.key, fence.owner, fence.token, "audit write refused by the store")
+        return replace(entry, seq=int(found[0]))
 
     def _append_in(
         self, cur: Any, row: tuple[Any, ...], entry: AuditEntry, fence: Fence | None, *, locked: bool

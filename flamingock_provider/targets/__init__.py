@@ -58,7 +58,8 @@ def _sql_hook(config: TargetConfig, conn: Any) -> Any:
     except Exception as err:
         raise ConfigurationError(
             f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} has no usable "
-            f"hook ({err}); install its Airflow provider"
+            f"hook ({err}); use a postgres, mysql or sqlite connection (or install the Airflow provider of a "
+            f"common-SQL database)"
         ) from err
     if not hasattr(hook, "get_conn") or not hasattr(hook, "get_records"):
         raise ConfigurationError(

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install demo test lint bench reliability clean
+.PHONY: install demo test test-fast lint bench reliability clean
 
 install: $(VENV)/.installed
 
@@ -13,15 +13,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
 	# System packages first: mysqlclient compiles against libmysqlclient during the pip install.
 	bash scripts/system_deps.sh
-	$(UV) pip install -q --python $(PY) -c constraints.txt -e '.[all,test]'
+	$(UV) pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e '.[all,test]'
 	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check flamingock_provider tests bench dags
 	$(VENV)/bin/mypy
 
+# Everything: unit, integration, slow, e2e (real Airflow) and the reliability suite (reduced counts).
 test: install lint
 	$(VENV)/bin/pytest -q
+
+# The inner loop: everything but the e2e, reliability and slow tests (markers in pyproject.toml).
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not e2e and not reliability and not slow"
 
 demo: install
 	bash scripts/demo.sh

@@ -149,7 +149,7 @@ class Backend:
         raise NotImplementedError
 
     def open_store(self, pipeline: Any) -> Any:
-        from flamingock_provider.stores import open_store
+        from flamingock_provider.core.workspace import open_store
 
         return open_store(pipeline.audit)
 

@@ -11,112 +11,32 @@ the CLI uses; ``apply``/``undo`` report a failed or blocked unit in the result i
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
-from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
-from flamingock_provider.core.engine import Engine
-from flamingock_provider.core.executor import RunInfo, UnitExecutor
-from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
-from flamingock_provider.core.loader import load_pipeline, validate_pipeline
-from flamingock_provider.core.model import LeaseInfo, Pipeline
-from flamingock_provider.core.sinks import configured_sinks
-from flamingock_provider.core.targets import TargetFactory
-from flamingock_provider.exceptions import FlamingockError, LeaseLostError
+from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
+from flamingock_provider.core.loader import validate_pipeline
+from flamingock_provider.core.model import LeaseInfo
+from flamingock_provider.core.workspace import Workspace, holding, new_run, open_workspace
+from flamingock_provider.exceptions import FlamingockError, UsageError
 
-log = logging.getLogger("flamingock")
+__all__ = [
+    "Workspace",
+    "apply",
+    "fix",
+    "history",
+    "holding",
+    "plan",
+    "status",
+    "undo",
+    "unlock",
+    "validate",
+    "workspace",
+]
 
-
-@dataclass
-class Workspace:
-    """A loaded pipeline with its audit store and lease backend, closed together."""
-
-    pipeline: Pipeline
-    pipeline_dir: str
-    store: Any
-    leases: LeaseBackend
-
-    def engine(
-        self,
-        *,
-        lease: Lease | None = None,
-        run: RunInfo | None = None,
-        targets: TargetFactory | None = None,
-        renderer: StringRenderer | None = None,
-    ) -> Engine:
-        run = run or new_run(lease.owner if lease else "cli")
-        if targets is None:
-            from flamingock_provider.targets import open_target
-
-            targets = open_target
-        renderer = renderer or sandboxed_renderer(_cli_variables(run))
-        executor = UnitExecutor(
-            self.pipeline, self.store, targets, run, lease=lease, renderer=renderer, log=log, sinks=configured_sinks()
-        )
-        return Engine(executor, pipeline_dir=self.pipeline_dir)
-
-    def lease(self, owner: str | None = None) -> Lease:
-        return Lease(self.leases, self.pipeline.id, owner or cli_owner(), self.pipeline.lock)
-
-
-def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
-    return RunInfo(
-        execution_id=uuid.uuid4().hex,
-        owner=owner,
-        triggered_by="cli",
-        hostname=socket.gethostname(),
-        params=dict(params or {}),
-    )
-
-
-def _cli_variables(run: RunInfo) -> dict[str, Any]:
-    today = datetime.now(timezone.utc)
-    return {"params": dict(run.params), "run_id": run.execution_id, "ds": today.date().isoformat(), "env": {}}
-
-
-@contextmanager
-def workspace(pipeline_dir: str | os.PathLike[str]) -> Iterator[Workspace]:
-    """Load and validate the pipeline, then open its stores (closed on exit)."""
-    from flamingock_provider.stores import open_lease_backend, open_store
-
-    pipeline = load_pipeline(pipeline_dir)
-    store = open_store(pipeline.audit)
-    try:
-        leases = open_lease_backend(pipeline.lock, store)
-        yield Workspace(pipeline, str(pipeline_dir), store, leases)
-    finally:
-        store.close()
-
-
-@contextmanager
-def holding(ws: Workspace, owner: str | None = None) -> Iterator[Lease]:
-    """Acquire the pipeline's lease (waiting per ``lock:``) and release it unless it was lost."""
-    lease = ws.lease(owner)
-    lease.acquire()
-    try:
-        with lease.heartbeat():
-            yield lease
-    except BaseException as err:
-        if isinstance(err, LeaseLostError):
-            lease.token = None  # a runner that lost its lease releases nothing
-        _release_after(lease, err)
-        raise
-    lease.release()
-
-
-def _release_after(lease: Lease, err: BaseException) -> None:
-    """Release after a failure; if that fails too (the store is down), report the first failure, not this one."""
-    try:
-        lease.release()
-    except FlamingockError as release_err:
-        log.warning("could not release the lease after %s: %s; it expires by itself", type(err).__name__, release_err)
+# Open a pipeline with its stores (the composition root's, re-exported for embedding applications).
+workspace = open_workspace
 
 
 def _lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:
@@ -147,14 +67,17 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Each unit's latest state and next action, and the lock holder."""
+    """Each unit's latest state and next action, and the lock holder.
+
+    Read without the lease: a unit the live holder is applying right now is ``running``, never blocked.
+    """
     with workspace(pipeline_dir) as ws:
-        decisions = ws.engine().plan()
-        holder = ws.leases.current(ws.pipeline.id)
+        holder = ws.holder()
+        decisions = ws.engine().plan(live_token=holder.token if holder else None)
     return {
         "pipeline": ws.pipeline.id,
         "lock": _lock_json(holder),
-        "changes": [d.to_json() for d in decisions],
+        "changes": [decision_json(ws.pipeline_dir, d) for d in decisions],
     }
 
 
@@ -185,7 +108,8 @@ def undo(
 ) -> dict[str, Any]:
     """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
     with workspace(pipeline_dir) as ws:
-        ws.engine().undo_targets(to, last)  # bad arguments fail before waiting for the lease
+        holder = ws.holder()  # bad arguments fail before waiting for the lease
+        ws.engine().undo_targets(to, last, live_token=holder.token if holder else None)
         with holding(ws, owner) as lease:
             return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
 
@@ -194,7 +118,7 @@ def history(pipeline_dir: str | os.PathLike[str], change: str | None = None) -> 
     """Audit entries, oldest first."""
     with workspace(pipeline_dir) as ws:
         if change is not None:
-            ws.engine()._require_unit(change, "--change")
+            ws.engine().require_unit(change, "history of")
         entries = ws.store.history(ws.pipeline.id, change)
     return {"pipeline": ws.pipeline.id, "entries": [e.to_dict() for e in entries]}
 
@@ -207,9 +131,18 @@ def fix(
     *,
     owner: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve a blocked unit by recording it applied or rolled back, under the lease."""
-    with workspace(pipeline_dir) as ws, holding(ws, owner) as lease:
-        entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, as_, accept_checksum)
+    """Resolve a blocked unit by recording it applied or rolled back, under the lease.
+
+    ``as_`` is ``applied`` or ``rolled-back``. A unit the live lease holder is applying right now is
+    refused at once: it is running, not stuck.
+    """
+    if as_ not in FIX_STATES:
+        raise UsageError(f"--as must be one of {', '.join(FIX_STATES)}, got {as_!r}")
+    with workspace(pipeline_dir) as ws:
+        holder = ws.holder()
+        ws.engine().refuse_running(change_id, holder.token if holder else None, holder.owner if holder else None)
+        with holding(ws, owner) as lease:
+            entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, FIX_STATES[as_], accept_checksum)
     return {
         "pipeline": ws.pipeline.id,
         "change_id": change_id,
@@ -225,8 +158,8 @@ def unlock(pipeline_dir: str | os.PathLike[str], force: bool = False) -> dict[st
         if live is not None and not force:
             raise FlamingockError(
                 f"lease of pipeline {ws.pipeline.id!r} is live: held by {live.owner!r} until "
-                f"{live.expires_at.isoformat()}; wait for it, or if that run is dead use `flamingock unlock "
-                f"{pipeline_dir} --force`"
+                f"{live.expires_at.isoformat()}; wait for it, or if that run is dead use "
+                f"`{unlock_command(ws.pipeline_dir, force=True)}`"
             )
         previous = ws.leases.force_release(ws.pipeline.id)
     return {"pipeline": ws.pipeline.id, "released": previous is not None, "previous": _lock_json(previous)}

@@ -8,15 +8,20 @@
      ├── UnitExecutionError               a change unit's apply or rollback raised
      ├── StatementError                   a SQL statement failed on its target (names statement and server message)
      │    └── TableLockTimeoutError       it waited longer than the target's lock_timeout_seconds for a table lock
+     ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
+     ├── ChangeRunningError               the unit is being applied by the live lease holder now
      ├── LeaseError
      │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
      │    └── LeaseLostError              the lease expired or was taken over mid-run
      ├── StoreError                       the audit store or lease store failed (I/O, outage)
      └── UsageError                       bad command-line or API arguments                  (exit 2)
+          └── DriftNotAcceptedError       marking a changed file applied without accepting its checksum
 
-Backend errors (sqlite3, pymongo, botocore, redis) are translated once per backend, always with
-``raise ... from err``. Every message says what failed, which value, and what to do.
+Backend errors (sqlite3, pymongo, botocore, redis, confluent-kafka) are translated once per backend, always with
+``raise ... from err``. Every message says what failed, which value, and what to do. Every class
+survives a pickle round trip (``__reduce__`` rebuilds it from its fields), so errors cross process
+boundaries (Airflow's task runner, multiprocessing) intact.
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ class FlamingockError(Exception):
     """Root of every error this package raises on purpose."""
 
     exit_code = 1
+
+    def _fields(self) -> tuple[object, ...]:
+        """The constructor arguments that rebuild this error (subclasses with their own __init__ override)."""
+        return tuple(self.args)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), self._fields())
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,9 @@ class PipelineValidationError(FlamingockError):
             f"pipeline {pipeline_dir!r} is invalid ({len(self.issues)} {noun}); nothing was applied:\n{lines}"
         )
 
+    def _fields(self) -> tuple[object, ...]:
+        return (self.pipeline_dir, self.issues)
+
     @property
     def first_file(self) -> str:
         return self.issues[0].file if self.issues else ""
@@ -77,6 +92,20 @@ class UnitExecutionError(FlamingockError):
         self.phase = phase
         self.cause = cause
         super().__init__(f"change {unit_id!r}: {phase} failed: {type(cause).__name__}: {cause}")
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit_id, self.phase, self.cause)
+
+
+class TargetError(FlamingockError):
+    """A target system refused or failed an operation of a change; ``code`` is the system's own error name."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (str(self), self.code)
 
 
 class StatementError(FlamingockError):
@@ -126,6 +155,25 @@ class BlockedError(FlamingockError):
         self.fix = fix
         super().__init__(f"change {unit_id!r} is blocked ({state}): {reason}. To resolve: {fix}")
 
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit_id, self.state, self.reason, self.fix)
+
+
+class ChangeRunningError(FlamingockError):
+    """The unit is STARTED by the execution that holds the live lease: it is running, not stuck."""
+
+    def __init__(self, unit_id: str, holder: str | None = None) -> None:
+        self.unit_id = unit_id
+        self.holder = holder
+        by = f" by {holder!r}" if holder else ""
+        super().__init__(
+            f"change {unit_id!r} is running now{by}, under the live lease: it is not stuck, and nothing was "
+            f"recorded; wait for that run to finish, then check `flamingock status`"
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit_id, self.holder)
+
 
 class LeaseError(FlamingockError):
     """Base of lease (distributed lock) errors."""
@@ -145,6 +193,10 @@ class LockTimeoutError(LeaseError):
             f"lock for pipeline {key!r} not acquired after {waited_s:.0f}s: held by {owner!r} until {expiry}; "
             f"wait for that run to finish, or if it is dead run `flamingock unlock <PIPELINE_DIR>`"
         )
+        self.waited_s = waited_s
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.key, self.owner, self.expires_at, self.waited_s)
 
 
 class LeaseLostError(LeaseError):
@@ -159,7 +211,30 @@ class LeaseLostError(LeaseError):
             f"lease lost for pipeline {key!r}: owner {owner!r} token {token} no longer holds it{extra}; "
             f"stopped before any further change. Check `flamingock status` and run again"
         )
+        self.detail = detail
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.key, self.owner, self.token, self.detail)
 
 
 class StoreError(FlamingockError):
     """The audit store or lease store failed (outage, I/O error, corrupt data)."""
+
+
+class DriftNotAcceptedError(UsageError):
+    """``fix`` as applied of a unit whose file changed since it was applied, without accepting the new checksum."""
+
+    def __init__(self, unit_id: str, source_file: str, pipeline_dir: str) -> None:
+        from flamingock_provider.commandline import fix_command
+
+        self.unit_id = unit_id
+        self.source_file = source_file
+        self.pipeline_dir = pipeline_dir
+        command = fix_command(pipeline_dir, unit_id, "applied", accept_checksum=True)
+        super().__init__(
+            f"change {unit_id!r}: {source_file} changed since it was applied, so nothing was recorded; to record the "
+            f"new content as applied run `{command}`"
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit_id, self.source_file, self.pipeline_dir)

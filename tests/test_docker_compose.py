@@ -27,12 +27,13 @@ def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
 
 def test_every_service_is_there_with_a_healthcheck(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("postgres", "mongo", "moto", "redis", *AIRFLOW_SERVICES):
+    for name in ("postgres", "mongo", "moto", "kafka", "redis", *AIRFLOW_SERVICES):
         assert name in services, name
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["mongo"]["image"] == "mongo:8"
     assert services["moto"]["image"].startswith("motoserver/moto:")
+    assert services["kafka"]["image"].startswith("apache/kafka:")
     assert not any("localstack" in str(s.get("image", "")) for s in services.values())
 
 
@@ -68,10 +69,22 @@ def test_every_connection_the_example_pipelines_use_is_preset(compose: dict[str,
             raw = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
             assert raw, f"{folder.name}: connection {conn_id} is not preset"
             conn = parse_env_connection(conn_id, raw)
-            assert conn.conn_type in {"sqlite", "postgres", "mongo", "aws", "http", "redis"}
+            assert conn.conn_type in {"sqlite", "postgres", "mongo", "aws", "http", "redis", "kafka"}
     aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
     assert aws["extra"]["endpoint_url"] == "http://moto:5000"
     assert json.loads(env["AIRFLOW_CONN_MONGO_CATALOG"])["host"] == "mongo"
+    assert json.loads(env["AIRFLOW_CONN_KAFKA_DEFAULT"])["extra"]["bootstrap.servers"] == "kafka:9092"
+
+
+def test_kafka_runs_in_kraft_mode_advertised_to_the_airflow_services(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    env = kafka["environment"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}  # KRaft: no ZooKeeper service
+    assert "zookeeper" not in compose["services"] and not any("ZOOKEEPER" in key for key in env)
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    assert "localhost:9092" in " ".join(kafka["healthcheck"]["test"])
+    for service in AIRFLOW_SERVICES:
+        assert compose["services"][service]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_the_warehouse_example_runs_on_postgres_with_its_audit_store_there(compose: dict[str, Any]) -> None:

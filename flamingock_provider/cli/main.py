@@ -9,14 +9,15 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from flamingock_provider.cli import render
+from flamingock_provider.commandline import FIX_STATES
 from flamingock_provider.exceptions import FlamingockError, PipelineValidationError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # usage errors exit 2 with our prefix
+    def error(self, message: str) -> NoReturn:  # usage errors exit 2 with our prefix
         self.print_usage(sys.stderr)
         print(f"FAILED: {message}; see `flamingock --help`", file=sys.stderr)
         raise SystemExit(2)
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--last", metavar="N", type=int, help="roll back the last N applied changes")
     p = sub.add_parser("fix", parents=[common], help="resolve a blocked change")
     p.add_argument("change_id", metavar="ID")
-    p.add_argument("--as", dest="as_", required=True, choices=["applied", "rolled-back"])
+    p.add_argument("--as", dest="as_", required=True, choices=list(FIX_STATES))
     p.add_argument("--accept-checksum", action="store_true", help="record the file's current checksum")
     p = sub.add_parser("unlock", parents=[common], help="release a stale lease")
     p.add_argument("--force", action="store_true", help="also release a live lease")

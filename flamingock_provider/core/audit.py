@@ -30,11 +30,13 @@ class AuditStore(Protocol):
     """Append-only audit log for every pipeline of one store.
 
     ``fence``: when the store also keeps the lease, the append must be conditional on the lease
-    being held by that owner and token (raise LeaseLostError otherwise). ``tx``: a target session
-    returned by :meth:`shared_target`; the entry is written inside that session's transaction.
+    being held by that owner and token (raise LeaseLostError otherwise). ``tx``: the shared
+    transaction, i.e. a target session this same store returned from :meth:`shared_target`; the entry
+    is written inside that session's open transaction. A store accepts only its own sessions there
+    (checked with ``isinstance``) and raises ConfigurationError for any other.
     """
 
-    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: Any = None) -> AuditEntry:
+    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: TargetSession | None = None) -> AuditEntry:
         """Store one entry; return it with ``seq`` set."""
 
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:

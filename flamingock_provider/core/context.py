@@ -41,7 +41,7 @@ class ChangeContext:
         return self.target_session.hook if self.target_session else None
 
     def client(self, service: str) -> Any:
-        """Return a client for ``service`` from an ``aws`` target (e.g. ``ctx.client("dynamodb")``)."""
+        """Return a client for ``service``: boto3 on an aws target, Kafka ``admin``/``producer`` on a kafka one."""
         if self.target_session is None:
             raise ConfigurationError(
                 f"change {self.change.id!r}: ctx.client({service!r}) needs a target; set 'target:' in the unit"

@@ -1,57 +1,90 @@
-"""The runner: one engine for the CLI and the Airflow tasks.
+"""The runner: one engine for the CLI and the Airflow tasks, and the only place stage rules live.
 
-``Engine`` reads the audit state once per run (``store.latest``), plans with :mod:`core.plan`, and
-drives :class:`UnitExecutor` unit by unit: apply, compensation in the ``on_failure`` scope, undo,
-and manual fixes. Callers hold the lease (the CLI command or the Airflow lock sensor).
+Every operation here runs while the caller holds the pipeline's lease (the CLI command, or the
+Airflow task that adopted the lock task's lease) and decides from the audit state it reads itself,
+under that lease (SPEC §7): an earlier plan can only let a caller skip calling it.
+
+- :meth:`Engine.run_stage` runs one stage, or the units of one Airflow task: ``when:``, a blocked unit
+  stopping the stage before anything in it runs, skipping what is done, running the rest.
+- :meth:`Engine.apply` is a loop over stages; :meth:`Engine.compensate` rolls back in the
+  ``on_failure`` scope; :meth:`Engine.recover` is the Airflow rollback task's whole job.
+- :meth:`Engine.undo` and :meth:`Engine.fix`; :meth:`Engine.plan` for status and plan (no lease).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flamingock_provider.commandline import blocked_error, blocked_report
 from flamingock_provider.core.executor import UnitExecutor
 from flamingock_provider.core.model import (
     APPLIED_STATES,
+    ROLLED_BACK_STATES,
     Action,
     AuditEntry,
     ChangeUnit,
     NextAction,
     OnFailure,
     Pipeline,
+    RunKind,
     Stage,
     State,
 )
-from flamingock_provider.core.plan import Decision, MarkerCheck, decide, drifted, fix_command, plan_pipeline
-from flamingock_provider.exceptions import BlockedError, ConfigurationError, UnitExecutionError, UsageError
+from flamingock_provider.core.plan import Decision, MarkerCheck, Resolution, decide, drifted, plan_pipeline
+from flamingock_provider.core.suggest import did_you_mean
+from flamingock_provider.exceptions import (
+    ChangeRunningError,
+    ConfigurationError,
+    DriftNotAcceptedError,
+    UnitExecutionError,
+    UsageError,
+)
 
 FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none"})
+FIX_STATES = frozenset({State.MANUAL_MARKED_AS_APPLIED, State.MANUAL_MARKED_AS_ROLLED_BACK})
+Snapshot = Mapping[str, AuditEntry]
 
 
 @dataclass
 class RunResult:
-    """What a run did, in the SPEC §11 JSON shape."""
+    """What a run (or one stage of it) did, in the SPEC §11 JSON shape; ``notes`` say why units were skipped."""
 
     pipeline: str
-    kind: str = "apply"  # apply | undo
+    kind: RunKind = RunKind.APPLY
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     compensated: list[str] = field(default_factory=list)
     failed: dict[str, str] | None = None
     blocked: dict[str, Any] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 4 if self.blocked else 0
 
+    def skip(self, units: Iterable[ChangeUnit], why: str) -> None:
+        for unit in units:
+            self.skipped.append(unit.id)
+            self.notes[unit.id] = why
+
     def to_json(self) -> dict[str, Any]:
-        key = "applied" if self.kind == "apply" else "rolled_back"
+        key = "applied" if self.kind is RunKind.APPLY else "rolled_back"
         out: dict[str, Any] = {"pipeline": self.pipeline, key: self.done, "skipped": self.skipped}
         out.update(failed=self.failed, blocked=self.blocked)
-        if self.kind == "apply":
+        if self.kind is RunKind.APPLY:
             out["compensated"] = self.compensated
         return out
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What the compensation of one stage (or run) did: the failures found, what rolled back, what did not."""
+
+    failed: list[str]
+    rolled_back: list[str]
+    rollback_failed: list[str]
 
 
 class Engine:
@@ -65,13 +98,18 @@ class Engine:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def snapshot(self) -> Mapping[str, AuditEntry]:
+    def snapshot(self) -> Snapshot:
         """Return the latest entry per change: one store query."""
         return self.store.latest(self.pipeline.id)
 
-    def plan(self, snapshot: Mapping[str, AuditEntry] | None = None) -> list[Decision]:
+    def plan(self, snapshot: Snapshot | None = None, *, live_token: int | None = None) -> list[Decision]:
+        """Decide every unit. ``live_token``: the lease holder's token when the caller is not that holder."""
         latest = self.snapshot() if snapshot is None else snapshot
-        return plan_pipeline(self.pipeline, latest, pipeline_dir=self.pipeline_dir, markers=self._markers())
+        return plan_pipeline(self.pipeline, latest, markers=self._markers(), live_token=live_token)
+
+    def _decisions(self, snapshot: Snapshot, units: Iterable[ChangeUnit]) -> dict[str, Decision]:
+        markers = self._markers()
+        return {u.id: decide(u, snapshot.get(u.id), markers=markers) for u in units}
 
     def _markers(self) -> MarkerCheck:
         def check(unit: ChangeUnit, started: AuditEntry) -> bool:
@@ -89,74 +127,79 @@ class Engine:
     # -- apply ------------------------------------------------------------------------------
 
     def apply(self, until: str | None = None) -> RunResult:
-        """Apply every pending unit in order; stop at a blocked stage or a failure."""
+        """Apply every pending unit in stage order; stop at a blocked stage; after a failure run only clean-up stages."""
         if until is not None:
-            self._require_unit(until, "--until")
+            self.require_unit(until, "apply until")
         result = RunResult(self.pipeline.id)
-        decisions = {d.unit.id: d for d in self.plan()}
-        failed_at: Stage | None = None
+        snapshot = self.snapshot()  # read under the lease, which this run holds throughout
+        failed = False
         for stage in self.pipeline.stages:
-            if failed_at is not None and not stage.run_after_failure:
+            if failed and not stage.run_after_failure:
                 continue
-            if not self._stage_enabled(stage):
-                result.skipped.extend(u.id for u in stage.units)
-                continue
-            if self._stage_blocked(stage, decisions, result):
+            self.run_stage(stage, until=until, result=result, compensate=not failed, snapshot=snapshot)
+            if result.blocked is not None:
                 break
-            if not self._run_stage(stage, decisions, result, until) and failed_at is None:
-                failed_at = stage
+            failed = failed or result.failed is not None
             if until is not None and any(u.id == until for u in stage.units):
                 break
         return result
 
-    def _stage_blocked(self, stage: Stage, decisions: Mapping[str, Decision], result: RunResult) -> bool:
-        blocked = next((decisions[u.id] for u in stage.units if decisions[u.id].action is NextAction.BLOCKED), None)
-        if blocked is None:
-            return False
-        result.blocked = {
-            "id": blocked.unit.id,
-            "state": blocked.state.value if blocked.state else None,
-            "reason": blocked.reason,
-            "fix": blocked.fix,
-        }
-        return True
+    def run_stage(
+        self,
+        stage: Stage,
+        *,
+        units: Sequence[ChangeUnit] | None = None,
+        until: str | None = None,
+        result: RunResult | None = None,
+        compensate: bool = True,
+        snapshot: Snapshot | None = None,
+    ) -> RunResult:
+        """Run ``stage`` (or only ``units`` of it) under the held lease, deciding from a fresh snapshot.
 
-    def _run_stage(self, stage: Stage, decisions: Mapping[str, Decision], result: RunResult, until: str | None) -> bool:
-        for unit in stage.units:
-            if not self.run_unit(unit, decisions[unit.id], result):
-                return False
+        ``compensate=False`` leaves compensation of a failure to the caller (Airflow's rollback task).
+        ``snapshot`` may be passed only by a caller that read it while holding the lease it still holds.
+        """
+        result = result if result is not None else RunResult(self.pipeline.id)
+        chosen = tuple(stage.units if units is None else units)
+        if not self.condition_true(stage.when, f"{stage.folder}/stage.yaml"):
+            result.skip(chosen, f"stage {stage.name!r}: when {stage.when!r} is false")
+            return result
+        decisions = self._decisions(self.snapshot() if snapshot is None else snapshot, stage.units)
+        blocked = next((decisions[u.id] for u in stage.units if decisions[u.id].action is NextAction.BLOCKED), None)
+        if blocked is not None:
+            result.blocked = blocked_report(self.pipeline_dir, blocked)
+            return result
+        for unit in chosen:
+            if not self._run_unit(unit, decisions[unit.id], result):
+                if compensate:
+                    result.compensated = self.compensate()
+                break
             if unit.id == until:
                 break
-        return True
+        return result
 
-    def run_unit(self, unit: ChangeUnit, decision: Decision, result: RunResult, *, compensate: bool = True) -> bool:
-        """Run one planned unit; on failure record it in ``result`` and compensate. False if it failed.
-
-        ``compensate=False`` leaves compensation to the caller (Airflow runs it as its own task).
-        """
+    def _run_unit(self, unit: ChangeUnit, decision: Decision, result: RunResult) -> bool:
+        """Run one decided unit; record a failure in ``result``. False if it failed."""
         if decision.action is NextAction.BLOCKED:
-            raise BlockedError(
-                unit.id, decision.state.value if decision.state else None, decision.reason, decision.fix or ""
-            )
+            raise blocked_error(self.pipeline_dir, decision)
         if decision.reconcile:
-            self.executor.record(unit, State.APPLIED, Action.APPLY, strategy=decision.latest.tx_strategy)  # type: ignore[union-attr]
-            result.skipped.append(unit.id)
+            assert decision.latest is not None
+            self.executor.record(unit, State.APPLIED, Action.APPLY, strategy=decision.latest.tx_strategy)
+            result.skip([unit], "its transaction had committed before a crash: recorded APPLIED")
             return True
-        if decision.action is NextAction.SKIP or not self.condition_true(unit.when, unit.source_file):
-            result.skipped.append(unit.id)
+        if decision.action is NextAction.SKIP:
+            result.skip([unit], decision.reason or "nothing to do")
+            return True
+        if not self.condition_true(unit.when, unit.source_file):
+            result.skip([unit], f"when {unit.when!r} is false")
             return True
         try:
             self.executor.apply(unit)
         except UnitExecutionError as err:
             result.failed = {"id": unit.id, "error": str(err.cause)}
-            if compensate:
-                result.compensated = self.compensate()
             return False
         result.done.append(unit.id)
         return True
-
-    def _stage_enabled(self, stage: Stage) -> bool:
-        return self.condition_true(stage.when, f"{stage.folder}/stage.yaml")
 
     def condition_true(self, expression: str | None, where: str = "") -> bool:
         """Evaluate a ``when:`` expression with the run's renderer; no renderer means true.
@@ -180,19 +223,28 @@ class Engine:
 
     # -- compensation -----------------------------------------------------------------------
 
-    def compensate(self, snapshot: Mapping[str, AuditEntry] | None = None) -> list[str]:
-        """Roll back this execution's failed unit and its ``on_failure`` scope, newest first.
+    def compensate(
+        self, scope: OnFailure | None = None, *, stage: str | None = None, snapshot: Snapshot | None = None
+    ) -> list[str]:
+        """Roll back this execution's failed unit and its ``scope`` (default ``on_failure``), newest first.
 
-        Reads the audit state once; does nothing when no unit of this execution failed.
+        ``stage``: only a failure in that stage (Airflow runs one rollback task per stage). Reads the
+        audit state once; does nothing when no unit of this execution failed there.
         """
         latest = self.snapshot() if snapshot is None else snapshot
-        execution = self.executor.run.execution_id
-        mine = {cid: e for cid, e in latest.items() if e.execution_id == execution}
-        failed = next((self.pipeline.unit(cid) for cid, e in mine.items() if e.state is State.FAILED), None)
+        mine = self._mine(latest)
+        failed = next(
+            (
+                self.pipeline.unit(cid)
+                for cid, e in mine.items()
+                if e.state is State.FAILED and (stage is None or e.stage == stage)
+            ),
+            None,
+        )
         if failed is None:
             return []
         rolled: list[str] = []
-        for unit in reversed(self._scope(failed, mine)):
+        for unit in reversed(self._scope(scope or self.pipeline.on_failure, failed, mine, stage)):
             entry = mine[unit.id]
             if entry.state is State.FAILED and entry.transactional:
                 continue  # nothing committed
@@ -206,6 +258,49 @@ class Engine:
                 continue
             rolled.append(unit.id)
         return rolled
+
+    def _scope(self, scope: OnFailure, failed: ChangeUnit, mine: Snapshot, stage: str | None) -> list[ChangeUnit]:
+        def candidate(u: ChangeUnit) -> bool:
+            entry = mine.get(u.id)
+            if entry is None or not (entry.state in APPLIED_STATES or u.id == failed.id):
+                return False
+            # Another stage's failure of this run is its own rollback task's to compensate.
+            return not (entry.state is State.FAILED and stage is not None and entry.stage != stage)
+
+        candidates = [u for u in self.pipeline.units if candidate(u)]
+        if scope is OnFailure.ROLLBACK_FAILED:
+            return [failed]
+        if scope is OnFailure.ROLLBACK_STAGE:
+            return [u for u in candidates if u.stage == failed.stage]
+        return candidates
+
+    def _mine(self, snapshot: Snapshot) -> dict[str, AuditEntry]:
+        execution = self.executor.run.execution_id
+        return {cid: e for cid, e in snapshot.items() if e.execution_id == execution}
+
+    def failures_of_this_run(self, snapshot: Snapshot, stage: str | None = None) -> list[str]:
+        """Units this execution left FAILED or STARTED (in ``stage``, when given)."""
+        return [
+            cid
+            for cid, e in self._mine(snapshot).items()
+            if e.state in (State.FAILED, State.STARTED) and (stage is None or e.stage == stage)
+        ]
+
+    def recover(self, stage: str | None = None, interrupted: type[BaseException] = RuntimeError) -> Recovered:
+        """Close what this execution left STARTED (its worker died), then compensate its failure in ``stage``."""
+        snapshot = self.snapshot()
+        started = [cid for cid, e in self._mine(snapshot).items() if e.state is State.STARTED]
+        for cid in started:
+            if stage is None or snapshot[cid].stage == stage:
+                self.record_interrupted(self.pipeline.unit(cid), interrupted(f"the task of {cid} died while STARTED"))
+        if started:
+            snapshot = self.snapshot()
+        failed = [
+            cid for cid, e in self._mine(snapshot).items() if e.state is State.FAILED and stage in (None, e.stage)
+        ]
+        rolled = self.compensate(stage=stage, snapshot=snapshot)
+        broken = [cid for cid, e in self._mine(self.snapshot()).items() if e.state is State.ROLLBACK_FAILED]
+        return Recovered(failed, rolled, broken)
 
     def record_interrupted(self, unit: ChangeUnit, error: BaseException) -> AuditEntry | None:
         """Close a unit this execution left STARTED (its worker died): FAILED, or APPLIED if it committed.
@@ -221,68 +316,60 @@ class Engine:
         strategy = latest.tx_strategy
         if latest.action is not Action.APPLY:
             return self.executor.record(unit, State.ROLLBACK_FAILED, latest.action, strategy=strategy, error=error)
-        decision = decide(unit, latest, pipeline_dir=self.pipeline_dir, markers=self._markers())
-        if decision.reconcile:
+        if decide(unit, latest, markers=self._markers()).reconcile:
             return self.executor.record(unit, State.APPLIED, latest.action, strategy=strategy)
         return self.executor.record(unit, State.FAILED, latest.action, strategy=strategy, error=error)
 
-    def _scope(self, failed: ChangeUnit, mine: Mapping[str, AuditEntry]) -> list[ChangeUnit]:
-        scope = self.pipeline.on_failure
-        candidates = [
-            u for u in self.pipeline.units if u.id in mine and (mine[u.id].state in APPLIED_STATES or u.id == failed.id)
-        ]
-        if scope is OnFailure.ROLLBACK_FAILED:
-            return [failed]
-        if scope is OnFailure.ROLLBACK_STAGE:
-            return [u for u in candidates if u.stage == failed.stage]
-        return candidates
-
     # -- undo -------------------------------------------------------------------------------
 
-    def undo_targets(self, to: str | None = None, last: int | None = None) -> list[ChangeUnit]:
-        """Units an undo rolls back, newest first. Raises before anything changes when one can't be."""
+    def undo_targets(
+        self, to: str | None = None, last: int | None = None, *, live_token: int | None = None
+    ) -> list[ChangeUnit]:
+        """Units an undo rolls back, newest first. Raises before anything changes when one can't be.
+
+        ``live_token``: the live holder's token when called without the lease (to check arguments early).
+        """
+        return self._undo_plan(self.snapshot(), to, last, live_token)
+
+    def _undo_plan(
+        self, latest: Snapshot, to: str | None, last: int | None, live_token: int | None = None
+    ) -> list[ChangeUnit]:
         if (to is None) == (last is None):
-            raise UsageError("undo needs exactly one of --to ID or --last N")
-        latest = self.snapshot()
+            raise UsageError("undo needs exactly one target: the change id to undo to, or how many changes to undo")
         units = list(self.pipeline.units)
         if to is not None:
-            index = self._require_unit(to, "--to")
-            after = units[index + 1 :]
+            after = units[self.require_unit(to, "undo to") + 1 :]
         else:
             if last is None or last < 1:
-                raise UsageError(f"--last must be a positive number, got {last}")
-            applied = [u for u in units if latest.get(u.id) and latest[u.id].state in APPLIED_STATES]
+                raise UsageError(f"the number of changes to undo must be a positive number, got {last}")
+            applied = [u for u in units if u.id in latest and latest[u.id].state in APPLIED_STATES]
             after = applied[-last:]
-        chosen = [u for u in after if u.id in latest and latest[u.id].state in APPLIED_STATES]
-        self._check_undoable(after, latest)
-        return list(reversed(chosen))
+        self._check_undoable(after, latest, live_token)
+        return [u for u in reversed(after) if u.id in latest and latest[u.id].state in APPLIED_STATES]
 
-    def _check_undoable(self, units: Sequence[ChangeUnit], latest: Mapping[str, AuditEntry]) -> None:
+    def _check_undoable(self, units: Sequence[ChangeUnit], latest: Snapshot, live_token: int | None) -> None:
         for unit in units:
             entry = latest.get(unit.id)
-            if (
-                entry is None
-                or entry.state in APPLIED_STATES
-                or entry.state in (State.ROLLED_BACK, State.MANUAL_MARKED_AS_ROLLED_BACK)
-            ):
-                if entry is not None and entry.state in APPLIED_STATES and not self.executor.can_roll_back(unit):
+            if entry is None or entry.state in ROLLED_BACK_STATES:
+                continue
+            if entry.state in APPLIED_STATES:
+                if not self.executor.can_roll_back(unit):
                     raise UsageError(
                         f"change {unit.id!r} ({unit.source_file}) has no rollback, so nothing was undone; "
                         f"add 'rollback:' (or def rollback) to it, or undo to a later change"
                     )
                 continue
-            raise BlockedError(
-                unit.id,
-                entry.state.value,
-                f"its last attempt ended {entry.state.value}; resolve it before undo",
-                fix_command(self.pipeline_dir, unit.id, "rolled-back"),
-            )
+            if live_token is not None and entry.state is State.STARTED and entry.lock_token == live_token:
+                continue  # running now under the live lease: checked again once the undo holds the lease
+            reason = f"its last attempt ended {entry.state.value}; resolve it before undo"
+            resolution = Resolution(State.MANUAL_MARKED_AS_ROLLED_BACK)
+            raise blocked_error(self.pipeline_dir, Decision(unit, entry, NextAction.BLOCKED, reason, resolution))
 
     def undo(self, to: str | None = None, last: int | None = None) -> RunResult:
         """Roll back applied units after ``to`` (or the last ``last``), newest first; stop at a failure."""
-        result = RunResult(self.pipeline.id, kind="undo")
+        result = RunResult(self.pipeline.id, kind=RunKind.UNDO)
         latest = self.snapshot()
-        for unit in self.undo_targets(to, last):
+        for unit in self._undo_plan(latest, to, last):
             try:
                 self.executor.rollback(unit, latest[unit.id], Action.UNDO)
             except UnitExecutionError as err:
@@ -293,28 +380,29 @@ class Engine:
 
     # -- fix --------------------------------------------------------------------------------
 
-    def fix(self, unit_id: str, as_: str, accept_checksum: bool = False) -> AuditEntry:
-        """Mark a unit applied or rolled back by hand (after checking the target)."""
-        self._require_unit(unit_id, "change id")
+    def refuse_running(self, unit_id: str, live_token: int | None, holder: str | None = None) -> None:
+        """Raise :class:`ChangeRunningError` when ``unit_id`` is being applied by the live lease holder."""
+        self.require_unit(unit_id, "fix")
+        unit = self.pipeline.unit(unit_id)
+        if decide(unit, self.snapshot().get(unit_id), live_token=live_token).action is NextAction.RUNNING:
+            raise ChangeRunningError(unit_id, holder)
+
+    def fix(self, unit_id: str, state: State, accept_checksum: bool = False) -> AuditEntry:
+        """Record ``state`` (marked applied or rolled back by hand, after checking the target) for a unit."""
+        if state not in FIX_STATES:
+            raise UsageError(f"a fix records {' or '.join(sorted(s.value for s in FIX_STATES))}, not {state.value}")
+        self.require_unit(unit_id, "fix")
         unit = self.pipeline.unit(unit_id)
         latest = self.snapshot().get(unit_id)
-        if as_ == "applied":
-            drift = latest is not None and latest.state in APPLIED_STATES and drifted(unit, latest)
-            if drift and not accept_checksum:
-                raise UsageError(
-                    f"change {unit_id!r}: {unit.source_file} changed since it was applied; "
-                    f"add --accept-checksum to record the new content as applied"
-                )
-            return self.executor.record(unit, State.MANUAL_MARKED_AS_APPLIED, Action.FIX)
-        if as_ == "rolled-back":
-            return self.executor.record(unit, State.MANUAL_MARKED_AS_ROLLED_BACK, Action.FIX)
-        raise UsageError(f"--as must be 'applied' or 'rolled-back', got {as_!r}")
+        marks_drift = latest is not None and latest.state in APPLIED_STATES and drifted(unit, latest)
+        if state is State.MANUAL_MARKED_AS_APPLIED and marks_drift and not accept_checksum:
+            raise DriftNotAcceptedError(unit_id, unit.source_file, self.pipeline_dir)
+        return self.executor.record(unit, state, Action.FIX)
 
-    def _require_unit(self, unit_id: str, what: str) -> int:
+    def require_unit(self, unit_id: str, what: str) -> int:
+        """Return the position of ``unit_id`` in run order; a :class:`UsageError` naming ``what`` when unknown."""
         ids = [u.id for u in self.pipeline.units]
         if unit_id not in ids:
-            from flamingock_provider.core.suggest import did_you_mean
-
             raise UsageError(
                 f"{what} {unit_id!r}: no such change in pipeline {self.pipeline.id!r}{did_you_mean(unit_id, ids)}"
             )

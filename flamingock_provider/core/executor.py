@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from flamingock_provider.core.audit import AuditStore, RunInfo, build_entry
 from flamingock_provider.core.context import ChangeContext, StringRenderer
@@ -26,6 +27,7 @@ from flamingock_provider.core.model import (
     State,
     Step,
     TxStrategy,
+    UnitKind,
 )
 from flamingock_provider.core.sinks import Sink, emit
 from flamingock_provider.core.targets import TargetFactory, TargetSession
@@ -141,12 +143,7 @@ class UnitExecutor:
         session, shared = self._open(unit)
         try:
             self._guard_target()
-            strategy = self.strategy(unit, session, shared)
-            if strategy is TxStrategy.TX_SHARED:
-                return self._apply_shared(unit, session)
-            if strategy is TxStrategy.TX_SEPARATE:
-                return self._apply_separate(unit, session)
-            return self._apply_non_tx(unit, session)
+            return self._apply_in(unit, session, self.strategy(unit, session, shared))
         finally:
             if session is not None and not shared:
                 session.close()
@@ -165,71 +162,64 @@ class UnitExecutor:
         return TxStrategy.TX_SHARED if shared else TxStrategy.TX_SEPARATE
 
     def _operations_transactional(self, unit: ChangeUnit, session: TargetSession) -> bool:
-        if unit.kind == "python":  # an aws session's boto3 calls cannot join its transaction
+        if unit.kind is UnitKind.PYTHON:  # an aws session's boto3 calls cannot join its transaction
             return bool(getattr(session, "python_transactions", True))
         template = get_template(unit.template or "")
         return all(template.is_transactional_on(step.apply, session, self.pipeline.path) for step in unit.steps)
 
-    def _apply_non_tx(self, unit: ChangeUnit, session: TargetSession | None) -> AuditEntry:
-        started = time.monotonic()
-        self.record(unit, State.STARTED, Action.APPLY)
-        try:
-            with self._heartbeat():
-                undo = self._run_steps(unit, session)
-        except StepFailure as failure:
-            self._record_failure(unit, failure, TxStrategy.NON_TX, started)
-            raise UnitExecutionError(unit.id, "apply", failure.cause) from failure.cause
-        return self.record(unit, State.APPLIED, Action.APPLY, started=started, undo_state=undo)
+    def _apply_in(self, unit: ChangeUnit, session: TargetSession | None, strategy: TxStrategy) -> AuditEntry:
+        """The one apply sequence of SPEC §8, whatever the strategy.
 
-    def _apply_separate(self, unit: ChangeUnit, session: TargetSession | None) -> AuditEntry:
-        assert session is not None
+        NON_TX: STARTED, apply, APPLIED. TX_SEPARATE: STARTED, then apply + marker in the target's
+        transaction, then APPLIED. TX_SHARED: STARTED, apply and APPLIED all in one transaction.
+        """
         started = time.monotonic()
-        strategy = TxStrategy.TX_SEPARATE
-        self.record(unit, State.STARTED, Action.APPLY, strategy=strategy)
+        shared = session if strategy is TxStrategy.TX_SHARED else None
+        if shared is None:
+            self.record(unit, State.STARTED, Action.APPLY, strategy=strategy)
         try:
-            with self._heartbeat():
-                session.begin()
+            with self._heartbeat(), self._transaction(session, strategy):
+                if shared is not None:
+                    self.record(unit, State.STARTED, Action.APPLY, strategy=strategy, tx=shared)
                 undo = self._run_steps(unit, session)
-                self._check_lease()  # a runner paused inside the unit writes no marker once its lease may be gone
-                self._write_marker(unit, session)
-                self._verify_lease()  # the target commit cannot be fenced by the store: ask it
-                self._committed(session)
+                if strategy is TxStrategy.TX_SEPARATE:
+                    assert session is not None
+                    self._check_lease()  # a runner paused inside the unit writes no marker once its lease may be gone
+                    self._write_marker(unit, session)
+                    self._verify_lease()  # the target commit cannot be fenced by the store: ask it
+                if shared is not None:  # APPLIED commits with the change
+                    return self.record(
+                        unit,
+                        State.APPLIED,
+                        Action.APPLY,
+                        strategy=strategy,
+                        started=started,
+                        undo_state=undo,
+                        tx=shared,
+                    )
         except StepFailure as failure:
-            self._abort(session)
             self._record_failure(unit, failure, strategy, started)
             raise UnitExecutionError(unit.id, "apply", failure.cause) from failure.cause
-        except BaseException:
-            self._abort(session)
-            raise
+        # Only once the target committed (TX_SEPARATE) or the change is done (NON_TX).
         return self.record(unit, State.APPLIED, Action.APPLY, strategy=strategy, started=started, undo_state=undo)
 
-    def _apply_shared(self, unit: ChangeUnit, session: TargetSession | None) -> AuditEntry:
-        assert session is not None
-        started = time.monotonic()
-        strategy = TxStrategy.TX_SHARED
+    @contextmanager
+    def _transaction(self, session: TargetSession | None, strategy: TxStrategy) -> Iterator[None]:
+        """Begin the target's transaction (unless NON_TX); commit when the block ends, abort on any error.
+
+        The one begin / commit / abort sequence: entries written inside a shared transaction reach the
+        sinks only once it commits, and are discarded with it.
+        """
+        if strategy is TxStrategy.NON_TX or session is None:
+            yield
+            return
+        session.begin()
         try:
-            with self._heartbeat():
-                session.begin()
-                self.record(unit, State.STARTED, Action.APPLY, strategy=strategy, tx=session)
-                undo = self._run_steps(unit, session)
-                entry = self.record(
-                    unit,
-                    State.APPLIED,
-                    Action.APPLY,
-                    strategy=strategy,
-                    started=started,
-                    undo_state=undo,
-                    tx=session,
-                )
-                self._committed(session)
-        except StepFailure as failure:
-            self._abort(session)
-            self._record_failure(unit, failure, strategy, started)
-            raise UnitExecutionError(unit.id, "apply", failure.cause) from failure.cause
+            yield
+            self._committed(session)
         except BaseException:
             self._abort(session)
             raise
-        return entry
 
     def _write_marker(self, unit: ChangeUnit, session: TargetSession) -> None:
         try:
@@ -257,7 +247,7 @@ class UnitExecutor:
 
     def _run_steps(self, unit: ChangeUnit, session: TargetSession | None) -> Any:
         ctx = self.context(unit, session)
-        if unit.kind == "python":
+        if unit.kind is UnitKind.PYTHON:
             try:
                 # As before each template step: a runner paused since its STARTED entry (GC, SIGSTOP)
                 # must not run the unit's code once its lease may be gone.
@@ -283,7 +273,7 @@ class UnitExecutor:
     # -- rollback ---------------------------------------------------------------------------
 
     def can_roll_back(self, unit: ChangeUnit) -> bool:
-        if unit.kind == "python":
+        if unit.kind is UnitKind.PYTHON:
             return unit.has_rollback
         template = get_template(unit.template or "")
         return all(s.rollback is not None or template.derives_rollback(s.apply) for s in unit.steps)
@@ -307,34 +297,23 @@ class UnitExecutor:
         shared: bool,
     ) -> AuditEntry:
         strategy = self.strategy(unit, session, shared) if session is not None else TxStrategy.NON_TX
-        transactional = strategy is not TxStrategy.NON_TX
         started = time.monotonic()
-        if not transactional and previous.state is not State.FAILED:
+        if strategy is TxStrategy.NON_TX and previous.state is not State.FAILED:
             self.record(unit, State.STARTED, action, strategy=strategy)
         tx = session if strategy is TxStrategy.TX_SHARED else None
         try:
-            with self._heartbeat():
-                if transactional and session is not None:
-                    session.begin()
+            with self._heartbeat(), self._transaction(session, strategy):
                 self._run_rollback_steps(unit, previous, session)
-                if transactional and session is not None:
-                    entry = self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started, tx=tx)
-                    self._committed(session)
-                    return entry
+                if tx is not None:  # ROLLED_BACK commits with the rollback
+                    return self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started, tx=tx)
         except StepFailure as failure:
-            if transactional and session is not None:
-                self._abort(session)
             self.record(unit, State.ROLLBACK_FAILED, action, strategy=strategy, started=started, error=failure)
             raise UnitExecutionError(unit.id, "rollback", failure.cause) from failure.cause
-        except BaseException:
-            if transactional and session is not None:
-                self._abort(session)
-            raise
         return self.record(unit, State.ROLLED_BACK, action, strategy=strategy, started=started)
 
     def _run_rollback_steps(self, unit: ChangeUnit, previous: AuditEntry, session: TargetSession | None) -> None:
         ctx = self.context(unit, session)
-        if unit.kind == "python":
+        if unit.kind is UnitKind.PYTHON:
             self._check_lease()
             try:
                 self._module(unit).rollback(ctx)
@@ -385,7 +364,7 @@ class UnitExecutor:
     @property
     def _store_fenced(self) -> bool:
         """True when the audit store keeps the lease, so every append is conditional on holding it."""
-        return self.lease is not None and self.lease.backend is self.store
+        return self.lease is not None and cast(object, self.lease.backend) is cast(object, self.store)
 
     def _guard_target(self) -> None:
         """Before touching a target: extend when due, and make sure the lease is still ours."""
@@ -403,9 +382,7 @@ class UnitExecutor:
         if self.lease is not None:
             self.lease.verify()
 
-    def _heartbeat(self) -> Any:
-        from contextlib import nullcontext
-
+    def _heartbeat(self) -> AbstractContextManager[None]:
         return self.lease.heartbeat() if self.lease is not None else nullcontext()
 
 

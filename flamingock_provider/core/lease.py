@@ -6,6 +6,7 @@ heartbeat while a unit runs, and the local deadline that stops a runner whose le
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -14,12 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from flamingock_provider.core.model import LeaseInfo, LockConfig
 from flamingock_provider.exceptions import LeaseLostError, LockTimeoutError
 
 Clock = Callable[[], float]
+log = logging.getLogger("flamingock")
 
 
 class LeaseBackend(Protocol):
@@ -80,6 +82,8 @@ class Lease:
         self._guard = threading.Lock()
         self.last_heartbeat_error: str | None = None
         self._beating = False
+        self._beat_thread: threading.Thread | None = None
+        self._wake = threading.Event()
 
     @property
     def ttl(self) -> float:
@@ -166,29 +170,59 @@ class Lease:
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
-        """Extend the lease in the background while the block runs (re-entrant: one thread at most)."""
-        if self._beating:
+        """Extend the lease in the background while the block runs.
+
+        Re-entrant, and one thread at most per lease: a heartbeat still stuck in a store call from an
+        earlier block (a hung connection) is reused, never doubled.
+        """
+        with self._guard:
+            nested = self._beating
+            self._beating = True
+            thread = self._beat_thread
+            start = not nested and (thread is None or not thread.is_alive())
+            if start:
+                thread = self._beat_thread = threading.Thread(
+                    target=self._beat, name=f"flamingock-heartbeat-{self.key}", daemon=True
+                )
+        if start and thread is not None:
+            thread.start()
+        if nested:
             yield
             return
-        stop = threading.Event()
-        thread = threading.Thread(target=self._beat, args=(stop,), name=f"flamingock-heartbeat-{self.key}", daemon=True)
-        self._beating = True
-        thread.start()
         try:
             yield
         finally:
-            stop.set()
-            thread.join(timeout=5)
-            self._beating = False
+            with self._guard:
+                self._beating = False
+            self._wake.set()
+            if thread is not None:
+                thread.join(timeout=1)  # a thread stuck in a store call is left to finish on its own
 
-    def _beat(self, stop: threading.Event) -> None:
-        while not stop.wait(max(0.05, self.ttl / 3)):
-            try:
-                self.ensure()
-            except LeaseLostError:
-                return
-            except Exception as err:  # a store hiccup: the local deadline decides
-                self.last_heartbeat_error = f"heartbeat failed: {err}"
+    def _beat(self) -> None:
+        try:
+            while True:
+                self._wake.wait(max(0.05, self.ttl / 3))
+                with self._guard:
+                    self._wake.clear()
+                    if not self._beating:
+                        return
+                try:
+                    self.ensure()
+                except LeaseLostError:
+                    return
+                except Exception as err:  # a store hiccup: the local deadline decides
+                    self.last_heartbeat_error = f"heartbeat failed: {type(err).__name__}: {err}"
+                    log.warning(
+                        "heartbeat of the lease of %s failed: %s: %s; retrying, and this runner stops before its "
+                        "next change if the lease cannot be extended before it expires",
+                        self.key,
+                        type(err).__name__,
+                        err,
+                    )
+        finally:
+            with self._guard:
+                if self._beat_thread is threading.current_thread():
+                    self._beat_thread = None
 
     def _hold(self, token: int, started: float) -> None:
         with self._guard:
@@ -197,7 +231,7 @@ class Lease:
             # The backend's expiry counts from a moment after `started`: stop a little earlier.
             self._deadline = started + self.ttl * 0.9
 
-    def _mark_lost(self, why: str) -> None:
+    def _mark_lost(self, why: str) -> NoReturn:
         with self._guard:
             self._lost = why
         raise LeaseLostError(self.key, self.owner, self.token or -1, why)

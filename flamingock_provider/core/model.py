@@ -59,6 +59,19 @@ class NextAction(str, enum.Enum):
     APPLY = "apply"
     SKIP = "skip"
     BLOCKED = "blocked"
+    RUNNING = "running"  # STARTED by the execution that holds the live lease right now
+
+
+class UnitKind(str, enum.Enum):
+    TEMPLATE = "template"
+    PYTHON = "python"
+
+
+class RunKind(str, enum.Enum):
+    """What a run does to its units: apply them, or roll them back (undo)."""
+
+    APPLY = "apply"
+    UNDO = "undo"
 
 
 APPLIED_STATES = frozenset({State.APPLIED, State.MANUAL_MARKED_AS_APPLIED})
@@ -111,7 +124,7 @@ class ChangeUnit:
     stage: str
     source_file: str  # relative to the pipeline folder, POSIX separators
     checksum: str  # sha256 of the unit file
-    kind: str  # "template" | "python"
+    kind: UnitKind
     template: str | None = None
     steps: tuple[Step, ...] = ()
     description: str = ""
@@ -125,7 +138,7 @@ class ChangeUnit:
 
     @property
     def change_type(self) -> str:
-        return self.template if self.kind == "template" and self.template else "python"
+        return self.template if self.kind is UnitKind.TEMPLATE and self.template else "python"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
-"""The planner: latest audit entry per change → what a run does with each unit (SPEC §7). No I/O."""
+"""The planner: latest audit entry per change → what a run does with each unit (SPEC §7). No I/O.
+
+A decision is only as fresh as the snapshot it was made from. The engine decides again from a
+snapshot read while it holds the lease before it runs anything; a decision made earlier (the Airflow
+plan task's, a read before waiting for the lease) is a :class:`Hint` that may let a task skip work,
+never make it run a unit.
+"""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,50 +28,66 @@ MarkerCheck = Callable[[ChangeUnit, AuditEntry], bool]
 
 
 @dataclass(frozen=True)
+class Resolution:
+    """How a person resolves a blocked unit: record ``state`` (after checking the target).
+
+    ``alternative`` is the other state that may be right, e.g. applied when the change is fully in place.
+    """
+
+    state: State
+    accept_checksum: bool = False
+    alternative: State | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
     unit: ChangeUnit
     latest: AuditEntry | None
     action: NextAction
     reason: str = ""
-    fix: str | None = None
+    resolution: Resolution | None = None
     reconcile: bool = False  # STARTED TX_SEPARATE whose marker committed: record APPLIED, then skip
 
     @property
     def state(self) -> State | None:
         return self.latest.state if self.latest else None
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.unit.id,
-            "stage": self.unit.stage,
-            "state": self.state.value if self.state else None,
-            "action": self.action.value,
-            "reason": self.reason or None,
-            "fix": self.fix,
-        }
+    @property
+    def nothing_to_do(self) -> bool:
+        """True when the unit is done: a task may skip it without the lease (a hint can only skip)."""
+        return self.action is NextAction.SKIP and not self.reconcile
 
 
-def fix_command(pipeline_dir: str, unit_id: str, as_: str, accept_checksum: bool = False) -> str:
-    """Return the exact ``flamingock fix`` command line that resolves a blocked unit."""
-    cmd = ["flamingock", "fix", pipeline_dir, unit_id, "--as", as_]
-    if accept_checksum:
-        cmd.append("--accept-checksum")
-    return shlex.join(cmd)
+# What an earlier plan said, per change id: only its "nothing to do" answers are ever used.
+Hint = Mapping[str, Decision]
+
+
+def hinted_done(units: Sequence[ChangeUnit], hint: Hint | None) -> bool:
+    """True when an earlier plan found every one of ``units`` done, so a task may skip them unread."""
+    if not hint or not units:
+        return False
+    return all(u.id in hint and hint[u.id].nothing_to_do for u in units)
 
 
 def decide(
     unit: ChangeUnit,
     latest: AuditEntry | None,
     *,
-    pipeline_dir: str,
     markers: MarkerCheck | None = None,
+    live_token: int | None = None,
 ) -> Decision:
-    """Apply SPEC §7's table to one unit."""
+    """Apply SPEC §7's table to one unit.
+
+    ``live_token``: the fencing token of the live lease holder when the caller does NOT hold the lease
+    (status, plan): that holder's STARTED entries are ``running``, never blocked.
+    """
     state = latest.state if latest else None
     if latest is None or state in ROLLED_BACK_STATES:
         return Decision(unit, latest, NextAction.APPLY)
     if state in APPLIED_STATES:
-        return _decide_applied(unit, latest, pipeline_dir)
+        return _decide_applied(unit, latest)
+    if state is State.STARTED and live_token is not None and latest.lock_token == live_token:
+        return Decision(unit, latest, NextAction.RUNNING, "being applied now by the live lease holder")
     if state is State.FAILED and latest.tx_strategy is not TxStrategy.NON_TX:
         return Decision(unit, latest, NextAction.APPLY, "the failed attempt was transactional: nothing committed")
     if state is State.STARTED and latest.tx_strategy is TxStrategy.TX_SEPARATE and markers is not None:
@@ -75,10 +96,10 @@ def decide(
         return Decision(unit, latest, NextAction.APPLY, "crashed before its transaction committed")
     if state is State.STARTED and latest.tx_strategy is TxStrategy.TX_SHARED:
         return Decision(unit, latest, NextAction.APPLY, "shared transaction never committed")
-    return _decide_unfinished(unit, latest, pipeline_dir)
+    return _decide_unfinished(unit, latest)
 
 
-def _decide_applied(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) -> Decision:
+def _decide_applied(unit: ChangeUnit, latest: AuditEntry) -> Decision:
     if unit.run_always:
         return Decision(unit, latest, NextAction.APPLY, "run_always")
     if drifted(unit, latest):
@@ -87,19 +108,20 @@ def _decide_applied(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) -> 
             f"(checksum {latest.checksum[:12]} applied, {unit.checksum[:12]} now); restore the file, or "
             f"accept the new content as applied"
         )
-        return Decision(unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "applied", True))
+        resolution = Resolution(State.MANUAL_MARKED_AS_APPLIED, accept_checksum=True)
+        return Decision(unit, latest, NextAction.BLOCKED, reason, resolution)
     return Decision(unit, latest, NextAction.SKIP, "already applied")
 
 
-def _decide_unfinished(unit: ChangeUnit, latest: AuditEntry, pipeline_dir: str) -> Decision:
+def _decide_unfinished(unit: ChangeUnit, latest: AuditEntry) -> Decision:
     if latest.recovery is Recovery.ALWAYS_RETRY or unit.recovery is Recovery.ALWAYS_RETRY:
         return Decision(unit, latest, NextAction.APPLY, f"{latest.state.value}: recovery always_retry")
     reason = (
         f"{latest.state.value} in execution {latest.execution_id} and recovery is manual_intervention: check "
-        f"target {latest.target or unit.target or '-'}; if the change is fully in place run "
-        f"`{fix_command(pipeline_dir, unit.id, 'applied')}`, otherwise clean it up and mark it rolled back"
+        f"target {latest.target or unit.target or '-'}; if the change is not fully in place, clean it up"
     )
-    return Decision(unit, latest, NextAction.BLOCKED, reason, fix_command(pipeline_dir, unit.id, "rolled-back"))
+    resolution = Resolution(State.MANUAL_MARKED_AS_ROLLED_BACK, alternative=State.MANUAL_MARKED_AS_APPLIED)
+    return Decision(unit, latest, NextAction.BLOCKED, reason, resolution)
 
 
 def drifted(unit: ChangeUnit, latest: AuditEntry) -> bool:
@@ -113,12 +135,11 @@ def plan_pipeline(
     pipeline: Pipeline,
     latest: Mapping[str, AuditEntry],
     *,
-    pipeline_dir: str | None = None,
     markers: MarkerCheck | None = None,
+    live_token: int | None = None,
 ) -> list[Decision]:
     """Decide every unit of ``pipeline`` in run order from one audit snapshot."""
-    shown = pipeline_dir or str(pipeline.path)
-    return [decide(u, latest.get(u.id), pipeline_dir=shown, markers=markers) for u in pipeline.units]
+    return [decide(u, latest.get(u.id), markers=markers, live_token=live_token) for u in pipeline.units]
 
 
 def first_blocked(decisions: Sequence[Decision]) -> Decision | None:

@@ -14,7 +14,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from flamingock_provider.core.model import ChangeUnit, Pipeline
+from flamingock_provider.core.model import ChangeUnit, Pipeline, UnitKind
 from flamingock_provider.exceptions import ConfigurationError
 
 SETTINGS = ("ID", "AUTHOR", "DESCRIPTION", "TARGET", "TRANSACTIONAL", "RECOVERY", "RUN_ALWAYS", "WHEN")
@@ -102,7 +102,7 @@ def module_name(pipeline: Pipeline, unit: ChangeUnit) -> str:
 
 def load_unit_module(pipeline: Pipeline, unit: ChangeUnit) -> types.ModuleType:
     """Import a Python unit's file by path, leaving no trace in ``sys.modules``."""
-    if unit.kind != "python":
+    if unit.kind is not UnitKind.PYTHON:
         raise ConfigurationError(f"change {unit.id!r} ({unit.source_file}) is not a Python unit")
     path = pipeline.path / unit.source_file
     name = module_name(pipeline, unit)

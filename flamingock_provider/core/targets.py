@@ -13,10 +13,10 @@ MARKER_TABLE = "flamingock_markers"
 class TargetSession(Protocol):
     """One unit's use of a target system.
 
-    ``kind`` is the family templates are written for: ``sql``, ``mongo``, ``aws`` or ``http``.
+    ``kind`` is the family templates are written for: ``sql``, ``mongo``, ``aws``, ``http`` or ``kafka``.
     ``native`` is what a Python unit sees as ``ctx.target`` (a DB-API connection, a pymongo
-    ``Database``, None for aws); ``session`` is ``ctx.session`` (a pymongo ``ClientSession`` while
-    transactional); ``hook`` is the Airflow hook, when there is one.
+    ``Database``, a confluent-kafka ``AdminClient``, None for aws); ``session`` is ``ctx.session``
+    (a pymongo ``ClientSession`` while transactional); ``hook`` is the Airflow hook, when there is one.
     """
 
     kind: str
@@ -30,7 +30,7 @@ class TargetSession(Protocol):
         """The Airflow hook of the connection, built on first use."""
 
     def client(self, service: str) -> Any:
-        """Return a configured client for ``service`` (boto3 for aws); raise ConfigurationError elsewhere."""
+        """Return a configured client for ``service`` (boto3 for aws, admin/producer for kafka); else raise."""
 
     def begin(self) -> None: ...
 

@@ -1,6 +1,6 @@
 """The template contract and registry.
 
-A template is a no-code operation on one kind of target (``sql``, ``mongo``, ``aws``, ``http``).
+A template is a no-code operation on one kind of target (``sql``, ``mongo``, ``aws``, ``http``, ``kafka``).
 It validates its payload at parse time (no I/O, no client imports at module level), applies it at
 run time, and knows its rollback: given explicitly, derived from the payload, or from the
 ``undo_state`` its apply returned (what only apply could know: generated ids, previous objects).
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from flamingock_provider.exceptions import ConfigurationError
 
@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "flamingock.templates"
 _MONGO = "flamingock_provider.templates.mongo"
 _DYNAMO = "flamingock_provider.templates.dynamodb"
 _S3 = "flamingock_provider.templates.s3"
+_KAFKA = "flamingock_provider.templates.kafka"
 
 # name -> "module:attribute"; modules are imported only when a unit uses one of their templates.
 BUILTIN_TEMPLATES: dict[str, str] = {
@@ -64,6 +65,10 @@ BUILTIN_TEMPLATES: dict[str, str] = {
             "put_bucket_tagging",
         )
     },
+    **{
+        f"kafka.{op}": f"{_KAFKA}:TEMPLATES.{op}"
+        for op in ("create_topic", "delete_topic", "update_topic_config", "add_partitions")
+    },
 }
 
 
@@ -76,6 +81,8 @@ class Template:
     apply_keys: ClassVar[frozenset[str]] = frozenset()
     required_apply_keys: ClassVar[frozenset[str]] = frozenset()
     rollback_keys: ClassVar[frozenset[str]] = frozenset()
+    # what `validate` tells a user whose unit of this template has no rollback (not compensable)
+    no_rollback_hint: ClassVar[str] = "add 'rollback:'"
 
     def validate(self, apply: Mapping[str, Any], rollback: Mapping[str, Any] | None) -> list[str]:
         """Return problems as ``"field 'x': ..."`` messages. The default checks keys only."""
@@ -87,6 +94,10 @@ class Template:
         if rollback is not None:
             problems += _unknown(rollback, self.rollback_keys or self.apply_keys, "rollback")
         return problems
+
+    def warnings(self, apply: Mapping[str, Any]) -> list[str]:
+        """Return what `validate` should warn about a valid payload (e.g. data a rollback cannot restore)."""
+        return []
 
     def derives_rollback(self, apply: Mapping[str, Any]) -> bool:
         """Return True when a rollback can be derived without an explicit ``rollback:``."""
@@ -146,4 +157,4 @@ def get_template(name: str) -> Template:
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
-    return obj() if isinstance(obj, type) else obj
+    return cast(Template, obj() if isinstance(obj, type) else obj)

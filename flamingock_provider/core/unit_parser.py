@@ -23,7 +23,7 @@ from flamingock_provider.core.documents import (
     load_yaml,
     read_bytes,
 )
-from flamingock_provider.core.model import ChangeUnit, Recovery, Step
+from flamingock_provider.core.model import ChangeUnit, Recovery, Step, UnitKind
 from flamingock_provider.core.python_unit import parse_python_source
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.core.template import Template, get_template, template_names
@@ -117,7 +117,7 @@ def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> Uni
             stage=file.stage,
             source_file=file.rel,
             checksum=hashlib.sha256(raw).hexdigest(),
-            kind="python",
+            kind=UnitKind.PYTHON,
             has_rollback=has_rollback,
         )
     return result
@@ -147,7 +147,7 @@ def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> U
             source_file=file.rel,
             checksum=hashlib.sha256(raw).hexdigest(),
             payload_checksum=payload_checksum,
-            kind="template",
+            kind=UnitKind.TEMPLATE,
             template=name,
             steps=steps,
         )
@@ -265,7 +265,9 @@ def _check_template(
             f"field 'transactional': template {name!r} cannot run in a transaction{why}; remove it or set false"
         )
     elif not _compensable(template, steps, transactional):
-        result.warnings.append(NOT_COMPENSABLE + "add 'rollback:'")
+        result.warnings.append(NOT_COMPENSABLE + template.no_rollback_hint)
+    for step in steps:
+        result.warnings.extend(template.warnings(step.apply))
 
 
 def _validate(template: Template, step: Step, label: str, result: UnitResult) -> list[str]:

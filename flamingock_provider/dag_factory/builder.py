@@ -27,8 +27,8 @@ from airflow.sdk import DAG, Asset, BaseOperator, Param, TaskGroup
 from airflow.sdk.definitions.param import ParamsDict
 
 from flamingock_provider.core.model import Pipeline, RunMode, Stage
+from flamingock_provider.core.pipeline_cache import cached_pipeline
 from flamingock_provider.dag_factory.docs import dag_doc, stage_doc, unit_doc
-from flamingock_provider.hooks.pipeline_cache import cached_pipeline
 from flamingock_provider.operators._common import ACTIONS, caller_file
 from flamingock_provider.operators.apply import FlamingockApplyOperator
 from flamingock_provider.operators.complete import FlamingockCompleteOperator

@@ -1,9 +1,9 @@
 """The hook: a pipeline folder plus the audit store and lease backend its ``pipeline.yaml`` names.
 
-Nothing is opened when the hook is built; :meth:`FlamingockHook.workspace` opens the store (and
-the lease backend) for one task and closes them after. Parsed pipelines are cached in memory by
-content fingerprint (:mod:`.pipeline_cache`), so a task's worker, which has just parsed the DAG file,
-does not parse the folder again.
+Nothing is opened when the hook is built; :meth:`FlamingockHook.workspace` opens the store (and the
+lease backend) for one task through the composition root (:mod:`flamingock_provider.core.workspace`),
+and closes them after. The pipeline comes from the parse cache (:mod:`~flamingock_provider.core.pipeline_cache`),
+so a task's worker, which has just parsed the DAG file, does not parse the folder again.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from flamingock_provider.commands import Workspace
+from flamingock_provider.core.audit import AuditStore
 from flamingock_provider.core.model import Pipeline
-from flamingock_provider.hooks.pipeline_cache import cached_pipeline
+from flamingock_provider.core.pipeline_cache import cached_pipeline
+from flamingock_provider.core.workspace import Workspace, open_store, open_workspace
 
 
 class FlamingockHook(BaseHook):
@@ -35,20 +36,12 @@ class FlamingockHook(BaseHook):
     def pipeline(self) -> Pipeline:
         return cached_pipeline(self.pipeline_dir)
 
-    def get_conn(self) -> Any:
+    def get_conn(self) -> AuditStore:
         """Return the pipeline's audit store, opened; the caller closes it."""
-        from flamingock_provider.stores import open_store
-
         return open_store(self.pipeline.audit)
 
     @contextmanager
     def workspace(self) -> Iterator[Workspace]:
         """Open the audit store and lease backend for one task; close them on exit."""
-        from flamingock_provider.stores import open_lease_backend
-
-        store = self.get_conn()
-        try:
-            leases = open_lease_backend(self.pipeline.lock, store)
-            yield Workspace(self.pipeline, str(self.pipeline_dir), store, leases)
-        finally:
-            store.close()
+        with open_workspace(self.pipeline_dir, pipeline=self.pipeline) as ws:
+            yield ws

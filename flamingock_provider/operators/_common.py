@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from flamingock_provider.core.executor import RunInfo
+from flamingock_provider.core.audit import RunInfo
 from flamingock_provider.core.lease import Lease
 from flamingock_provider.exceptions import (
     BlockedError,
@@ -36,8 +36,8 @@ from flamingock_provider.metrics import lease_acquired as lease_acquired  # regi
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from flamingock_provider.commands import Workspace
     from flamingock_provider.core.context import StringRenderer
+    from flamingock_provider.core.workspace import Workspace
 
 ACTIONS = ("apply", "plan", "undo")
 # Errors a retry cannot fix: the task fails at once, with the message that says what to do.
@@ -138,8 +138,9 @@ def runtime_dag_folder(context: Context) -> Path | None:
     bundle = getattr(context.get("ti"), "bundle_instance", None)
     relative = getattr(dag, "relative_fileloc", None)
     if bundle is not None and relative:
-        return (Path(bundle.path) / relative).parent
-    return Path(dag.fileloc).parent if getattr(dag, "fileloc", None) else None
+        return (Path(str(bundle.path)) / str(relative)).parent
+    fileloc: str | None = getattr(dag, "fileloc", None)
+    return Path(fileloc).parent if fileloc else None
 
 
 @lru_cache(maxsize=64)

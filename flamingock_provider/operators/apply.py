@@ -1,23 +1,23 @@
 """Apply one change unit, or every unit of one stage, under the run's lease.
 
-The task ends ``skipped`` when it has nothing to do (already applied, ``when:`` false, or the run's
-action is not ``apply``), so the grid shows what ran. It never compensates: a failure is recorded
-FAILED and the task fails; the stage's rollback task compensates where everyone can see it.
+An adapter over :meth:`Engine.run_stage`, which decides from the audit state it reads under the
+lease. The task ends ``skipped`` when it has nothing to do (already applied, ``when:`` false, or the
+run's action is not ``apply``), so the grid shows what ran. It never compensates: a failure is
+recorded FAILED and the task fails; the stage's rollback task compensates where everyone can see it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from flamingock_provider.core.engine import Engine, RunResult
-from flamingock_provider.core.lease import Lease
-from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline, Stage
-from flamingock_provider.core.plan import Decision
+from flamingock_provider.core.engine import RunResult
+from flamingock_provider.core.model import ChangeUnit, Pipeline, Stage
+from flamingock_provider.core.plan import Decision, hinted_done
 from flamingock_provider.exceptions import BlockedError, UsageError
 from flamingock_provider.operators._common import (
     FlamingockTaskMixin,
@@ -30,8 +30,6 @@ from flamingock_provider.operators.plan import decisions_from_xcom, stage_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from flamingock_provider.commands import Workspace
 
 
 class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
@@ -75,20 +73,12 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
             raise AirflowSkipException(f"action is {request.action!r}: no change is applied")
         with airflow_errors(), self.hook(context).workspace() as ws:
             stage, units = self._units(ws.pipeline)
-            engine = ws.engine(run=run_info(context), renderer=self.renderer(context))
-            if not engine.condition_true(stage.when):
-                raise AirflowSkipException(f"stage {stage.name!r}: when {stage.when!r} is false; skipped")
-            decisions = self._decisions(context, stage, engine)
-            _refuse_blocked(stage, decisions)
-            if all(_nothing_to_do(decisions[u.id]) for u in units):
+            if hinted_done(units, self._hint(context, stage)):  # a hint may skip work, never cause it
                 raise AirflowSkipException(f"nothing to do: {', '.join(u.id for u in units)} already applied")
             with self.run_lease(context, ws, self.lock_task_id) as lease:
-                result = self._apply(ws, lease, context, units, decisions)
-        if not result.done:
-            raise AirflowSkipException(
-                f"nothing to do: {', '.join(result.skipped)} skipped (already applied or when: false)"
-            )
-        return {"applied": result.done, "skipped": result.skipped}
+                engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))
+                result = engine.run_stage(stage, units=units, compensate=False)
+            return _outcome(result, units)
 
     def _units(self, pipeline: Pipeline) -> tuple[Stage, tuple[ChangeUnit, ...]]:
         try:
@@ -103,44 +93,26 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
             ) from err
         return stage, stage.units
 
-    def _decisions(self, context: Context, stage: Stage, engine: Engine) -> dict[str, Decision]:
-        """Use the plan task's decisions on a first try; read the audit state on a retry or alone."""
-        first_try = (context["ti"].try_number or 1) <= 1
-        if self.plan_task_id is not None and first_try:
-            pushed = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=stage_key(stage.name))
-            if pushed:
-                return decisions_from_xcom(stage.units, pushed)
-        return {d.unit.id: d for d in engine.plan()}
-
-    def _apply(
-        self,
-        ws: Workspace,
-        lease: Lease,
-        context: Context,
-        units: Sequence[ChangeUnit],
-        decisions: Mapping[str, Decision],
-    ) -> RunResult:
-        engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))
-        result = RunResult(ws.pipeline.id)
-        for unit in units:
-            if not engine.run_unit(unit, decisions[unit.id], result, compensate=False):
-                failed = result.failed or {}
-                raise AirflowFailException(
-                    f"change {unit.id!r} ({unit.source_file}) failed: {failed.get('error')}; it is recorded FAILED "
-                    f"and the stage's rollback task compensates. Fix the unit and trigger the DAG again"
-                )
-        return result
+    def _hint(self, context: Context, stage: Stage) -> dict[str, Decision] | None:
+        """The plan task's decisions for this stage, on a first try only (a retry decides afresh)."""
+        if self.plan_task_id is None or (context["ti"].try_number or 1) > 1:
+            return None
+        pushed = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=stage_key(stage.name))
+        return decisions_from_xcom(stage.units, pushed) if pushed else None
 
 
-def _refuse_blocked(stage: Stage, decisions: Mapping[str, Decision]) -> None:
-    """A blocked unit stops its whole stage before anything in it runs."""
-    for unit in stage.units:
-        decision = decisions.get(unit.id)
-        if decision is not None and decision.action is NextAction.BLOCKED:
-            raise BlockedError(
-                unit.id, decision.state.value if decision.state else None, decision.reason, decision.fix or ""
-            )
-
-
-def _nothing_to_do(decision: Decision) -> bool:
-    return decision.action is NextAction.SKIP and not decision.reconcile
+def _outcome(result: RunResult, units: Sequence[ChangeUnit]) -> dict[str, Any]:
+    """Turn the engine's result for this task's units into the task's end state."""
+    if result.blocked is not None:
+        blocked = result.blocked
+        raise BlockedError(blocked["id"], blocked["state"], blocked["reason"], blocked["fix"] or "")
+    if result.failed is not None:
+        unit = next(u for u in units if u.id == result.failed["id"])
+        raise AirflowFailException(
+            f"change {unit.id!r} ({unit.source_file}) failed: {result.failed['error']}; it is recorded FAILED "
+            f"and the stage's rollback task compensates. Fix the unit and trigger the DAG again"
+        )
+    if not result.done:
+        reasons = "; ".join(f"{cid}: {result.notes.get(cid, 'skipped')}" for cid in result.skipped)
+        raise AirflowSkipException(f"nothing to do: {reasons}")
+    return {"applied": result.done, "skipped": result.skipped}

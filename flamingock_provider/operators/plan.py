@@ -8,45 +8,33 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from flamingock_provider.core.model import AuditEntry, ChangeUnit, NextAction
+from flamingock_provider.core.model import ChangeUnit, NextAction
 from flamingock_provider.core.plan import Decision
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-# Decisions whose latest entry a unit task needs (reconcile a commit, name a blocked state).
-_KEEP_LATEST = frozenset({NextAction.BLOCKED})
-
 
 def decisions_to_xcom(decisions: Sequence[Decision]) -> dict[str, dict[str, Any]]:
-    """Return the plan as a small JSON-safe dict keyed by change id."""
-    out: dict[str, dict[str, Any]] = {}
-    for d in decisions:
-        keep = d.reconcile or d.action in _KEEP_LATEST
-        out[d.unit.id] = {
-            "action": d.action.value,
-            "state": d.state.value if d.state else None,
-            "reason": d.reason or None,
-            "fix": d.fix,
-            "reconcile": d.reconcile,
-            "latest": d.latest.to_dict() if keep and d.latest else None,
-        }
-    return out
+    """Return the plan as a small JSON-safe dict keyed by change id: a hint for the unit tasks."""
+    return {
+        d.unit.id: {"action": d.action.value, "state": d.state.value if d.state else None, "reconcile": d.reconcile}
+        for d in decisions
+    }
 
 
 def decisions_from_xcom(units: Sequence[ChangeUnit], payload: Mapping[str, Mapping[str, Any]]) -> dict[str, Decision]:
-    """Rebuild the decisions of ``units`` from what a plan task pushed (see :func:`decisions_to_xcom`)."""
-    out = {}
-    for unit in units:
-        item = payload.get(unit.id)
-        if item is None:
-            continue
-        latest = AuditEntry.from_dict(item["latest"]) if item.get("latest") else None
-        out[unit.id] = Decision(
-            unit, latest, NextAction(item["action"]), item.get("reason") or "", item.get("fix"), item["reconcile"]
-        )
-    return out
+    """Rebuild the hint for ``units`` from what a plan task pushed (see :func:`decisions_to_xcom`).
+
+    Only the action survives: a unit task uses it to skip what was done, and decides everything
+    else again from the audit state it reads under the lease.
+    """
+    return {
+        unit.id: Decision(unit, None, NextAction(item["action"]), reconcile=bool(item.get("reconcile")))
+        for unit in units
+        if (item := payload.get(unit.id)) is not None
+    }
 
 
 def stage_key(stage: str) -> str:

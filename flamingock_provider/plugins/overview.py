@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flamingock_provider.commandline import decision_json
 from flamingock_provider.core.model import APPLIED_STATES, AuditEntry, LeaseInfo, NextAction
-from flamingock_provider.core.plan import Decision
 from flamingock_provider.exceptions import PipelineValidationError
 
 HISTORY_LIMIT = 50
@@ -105,8 +105,8 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
     fallback_id = folder.name.lower().replace("-", "_")
     try:
         with workspace(folder) as ws:
-            decisions = ws.engine().plan()
-            holder = ws.leases.current(ws.pipeline.id)
+            holder = ws.holder()
+            decisions = ws.engine().plan(live_token=holder.token if holder else None)
             entries = ws.store.history(ws.pipeline.id)
             pipeline = ws.pipeline
     except PipelineValidationError as err:
@@ -121,15 +121,14 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
         pipeline_id=pipeline.id,
         dag_id=dag_id_for(pipeline.id),
         description=pipeline.description or "",
-        units=tuple(_unit_row(d) for d in decisions),
+        units=tuple(_unit_row(decision_json(str(folder), d)) for d in decisions),
         lease=_lease(holder),
         history=tuple(_history_row(e) for e in reversed(entries[-HISTORY_LIMIT:])),
         history_total=len(entries),
     )
 
 
-def _unit_row(decision: Decision) -> UnitRow:
-    data = decision.to_json()
+def _unit_row(data: dict[str, Any]) -> UnitRow:
     return UnitRow(
         id=str(data["id"]),
         stage=str(data["stage"]),

@@ -18,8 +18,8 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from flamingock_provider.core.model import LockConfig, LockMode
+from flamingock_provider.core.pipeline_cache import cached_pipeline
 from flamingock_provider.exceptions import LockTimeoutError
-from flamingock_provider.hooks.pipeline_cache import cached_pipeline
 from flamingock_provider.metrics import lease_acquired
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_owner, run_request
 from flamingock_provider.triggers.lock import TIMEOUT, FlamingockLockTrigger

@@ -30,6 +30,7 @@ from typing import Any
 
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditEntry, LeaseInfo, TargetConfig
+from flamingock_provider.core.targets import TargetSession
 from flamingock_provider.exceptions import StoreError
 from flamingock_provider.targets.aws import (
     AwsClients,
@@ -96,7 +97,7 @@ class DynamoDBStore:
 
     # -- audit ------------------------------------------------------------------------------
 
-    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: Any = None) -> AuditEntry:
+    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: TargetSession | None = None) -> AuditEntry:
         stored = replace(entry, seq=self._next_seq(entry.pipeline))
         actions = self._entry_actions(stored)
         if tx is not None:
@@ -147,7 +148,7 @@ class DynamoDBStore:
             WriteAction(latest, f"{where}/{_LATEST}{entry.change_id}", f"latest entry of {entry.change_id!r}", True),
         ]
 
-    def _shared(self, tx: Any) -> AwsTargetSession:
+    def _shared(self, tx: TargetSession) -> AwsTargetSession:
         if not isinstance(tx, AwsTargetSession):
             raise StoreError(
                 f"the DynamoDB audit store cannot join a {getattr(tx, 'kind', type(tx).__name__)!r} transaction; "

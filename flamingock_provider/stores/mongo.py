@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditConfig, AuditEntry, LeaseInfo, TargetConfig
-from flamingock_provider.exceptions import LeaseLostError, StoreError
+from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, StoreError
 from flamingock_provider.targets.mongo import (
     HookFactory,
     MongoTargetSession,
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
     from pymongo.write_concern import WriteConcern
+
+    from flamingock_provider.core.targets import TargetSession
 
 log = logging.getLogger("flamingock.mongo")
 
@@ -187,10 +189,10 @@ class MongoStore:
 
     # -- audit ------------------------------------------------------------------------------
 
-    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: Any = None) -> AuditEntry:
+    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: TargetSession | None = None) -> AuditEntry:
         seq = self._next_seq(entry.pipeline, fence)
         doc = _to_document(entry, seq)
-        session = tx.session if tx is not None else None
+        session = self._joined(tx) if tx is not None else None
         with self._errors(f"append {entry.state.value} of change {entry.change_id!r}"):
             self.audit.insert_one(doc, session=session)
             self._keep_latest(doc, session)
@@ -264,6 +266,15 @@ class MongoStore:
         with self._errors(f"read the history of pipeline {pipeline!r}"):
             docs = list(self.audit.find(query).sort("seq", 1))
         return [_from_document(doc) for doc in docs]
+
+    def _joined(self, tx: TargetSession) -> ClientSession:
+        """The client session of a shared transaction on this store's database (TX_SHARED)."""
+        if not isinstance(tx, MongoTargetSession) or tx.native is not self.db or tx.session is None:
+            raise ConfigurationError(
+                f"the MongoDB audit store can only join an open transaction on its own database, not a "
+                f"{tx.kind!r} target session"
+            )
+        return tx.session
 
     def shared_target(self, target: TargetConfig) -> MongoTargetSession | None:
         """A session on the store's own database (same connection and database): TX_SHARED."""

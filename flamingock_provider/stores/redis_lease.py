@@ -116,8 +116,8 @@ class RedisLeaseBackend:
     @classmethod
     def from_conn_id(cls, conn_id: str) -> RedisLeaseBackend:
         """Build the backend on the client of the Airflow ``redis`` connection ``conn_id``."""
-        from airflow.exceptions import AirflowNotFoundException
         from airflow.providers.redis.hooks.redis import RedisHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
             client = RedisHook(redis_conn_id=conn_id).get_conn()
@@ -227,6 +227,6 @@ def _server_time(seconds: bytes | str | int, micros: bytes | str | int) -> datet
     return _EPOCH + timedelta(seconds=int(seconds), microseconds=int(micros))
 
 
-def open_redis_lease(config: Any, conn: Any) -> RedisLeaseBackend:
-    """The lease backend of a ``lock.conn_id`` that names a redis connection."""
-    return RedisLeaseBackend.from_conn_id(config.conn_id)
+def open_redis_lease(conn_id: str) -> RedisLeaseBackend:
+    """Build the Redis lease backend of the Airflow ``redis`` connection ``conn_id``."""
+    return RedisLeaseBackend.from_conn_id(conn_id)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flamingock_provider.core.lease import Fence
-from flamingock_provider.core.model import AuditEntry, LeaseInfo, TargetConfig
+from flamingock_provider.core.model import AuditConfig, AuditEntry, LeaseInfo, TargetConfig
+from flamingock_provider.core.targets import TargetSession
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, StoreError
 from flamingock_provider.targets.sql import DbApiTargetSession
 
@@ -142,10 +143,10 @@ class SqliteStore:
 
     # -- audit ------------------------------------------------------------------------------
 
-    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: Any = None) -> AuditEntry:
+    def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: TargetSession | None = None) -> AuditEntry:
         row = self._row(entry)
         if tx is not None:
-            return self._append_in(tx.native, row, entry, fence)
+            return self._append_in(self._joined(tx), row, entry, fence)
         with self._write() as conn:
             return self._append_in(conn, row, entry, fence)
 
@@ -200,6 +201,14 @@ class SqliteStore:
             sql += " AND change_id = ?"
             args.append(change_id)
         return [_decode(seq, raw) for seq, raw in self._read(sql + " ORDER BY seq", args)]
+
+    def _joined(self, tx: TargetSession) -> sqlite3.Connection:
+        """The connection of a shared transaction this store handed out (TX_SHARED)."""
+        if not isinstance(tx, _SharedTargetSession) or tx.store is not self:
+            raise ConfigurationError(
+                f"the SQLite audit store can only join its own transaction, not a {tx.kind!r} target session"
+            )
+        return tx.connection
 
     def shared_target(self, target: TargetConfig) -> DbApiTargetSession | None:
         if self.conn_id is None or target.conn_id != self.conn_id:
@@ -266,20 +275,21 @@ class _SharedTargetSession(DbApiTargetSession):
     """The store's own connection as a TX_SHARED target: beginning and committing are audit-store writes."""
 
     def __init__(self, store: SqliteStore, target: TargetConfig) -> None:
-        super().__init__(store._conn(), target, begin_sql="BEGIN IMMEDIATE", owns_connection=False)
-        self._store = store
+        self.connection = store._conn()
+        super().__init__(self.connection, target, begin_sql="BEGIN IMMEDIATE", owns_connection=False)
+        self.store = store
 
     def begin(self) -> None:
         try:
             super().begin()
         except sqlite3.Error as err:  # e.g. locked by another process past the busy timeout
-            raise self._store._store_error(err) from err
+            raise self.store._store_error(err) from err
 
     def commit(self) -> None:
         try:
             super().commit()
         except sqlite3.Error as err:
-            raise self._store._store_error(err) from err
+            raise self.store._store_error(err) from err
 
 
 def _decode(seq: int, raw: str) -> AuditEntry:
@@ -302,3 +312,8 @@ def open_sqlite_store(config: Any, conn: Any) -> SqliteStore:
             f"audit connection {config.conn_id!r} names no database file; use sqlite:////absolute/path.db"
         )
     return SqliteStore(path, table=config.table, lock_table=config.lock_table, conn_id=config.conn_id)
+
+
+def open_embedded_store(config: AuditConfig, path: Path) -> SqliteStore:
+    """Build the embedded default store: a SQLite file on this machine (``$FLAMINGOCK_HOME/audit.db``)."""
+    return SqliteStore(path, table=config.table, lock_table=config.lock_table)

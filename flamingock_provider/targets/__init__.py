@@ -15,6 +15,7 @@ TARGET_FACTORIES: dict[str, str] = {
     "mongo": "flamingock_provider.targets.mongo:open_mongo_target",
     "aws": "flamingock_provider.targets.aws:open_aws_target",
     "http": "flamingock_provider.targets.http:open_http_target",
+    "kafka": "flamingock_provider.targets.kafka:open_kafka_target",
 }
 
 
@@ -64,6 +65,6 @@ def _sql_hook(config: TargetConfig, conn: Any) -> Any:
     if not hasattr(hook, "get_conn") or not hasattr(hook, "get_records"):
         raise ConfigurationError(
             f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} is not a SQL "
-            f"database; use a postgres, mysql or sqlite connection (or mongo, aws, http for other templates)"
+            f"database; use a postgres, mysql or sqlite connection (or mongo, aws, http or kafka for other templates)"
         )
     return hook

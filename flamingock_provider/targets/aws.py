@@ -87,7 +87,10 @@ class KeyAttr:
 def table_status(client: Any, table: str) -> Mapping[str, Any] | None:
     """Return DescribeTable's ``Table``, or None when the table does not exist."""
     try:
-        return dynamodb_call(f"describe table {table!r}", lambda: client.describe_table(TableName=table))["Table"]
+        reply: Mapping[str, Any] = dynamodb_call(
+            f"describe table {table!r}", lambda: client.describe_table(TableName=table)
+        )["Table"]
+        return reply
     except StoreError as err:
         if "ResourceNotFoundException" in str(err):
             return None

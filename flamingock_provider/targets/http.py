@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from flamingock_provider.core.model import TargetConfig
 from flamingock_provider.exceptions import ConfigurationError, FlamingockError
@@ -30,13 +30,21 @@ class HttpStatusError(FlamingockError):
     """An HTTP request answered with a status the change did not expect."""
 
     def __init__(self, method: str, endpoint: str, status: int, expected: Iterable[int], body: str) -> None:
+        self.method = method
+        self.endpoint = endpoint
         self.status = status
+        self.expected = list(expected)
+        self.body = body
+        expected = self.expected
         wanted = ", ".join(str(s) for s in expected) or "2xx"
         excerpt = redact(body[:MAX_BODY_IN_ERROR])
         super().__init__(
             f"{method} {endpoint} answered {status}, expected {wanted}; response: {excerpt!r}. Check the request "
             f"and the connection, or list the status in 'expect_status'"
         )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.method, self.endpoint, self.status, self.expected, self.body)
 
 
 class HttpTargetSession:
@@ -94,7 +102,7 @@ class HttpTargetSession:
             raise HttpStatusError(method.upper(), endpoint, response.status_code, expected, response.text or "")
         return response
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str) -> NoReturn:
         raise ConfigurationError(
             f"target {self.config.name!r} is an HTTP connection: ctx.client({service!r}) needs an 'aws' connection; "
             f"use ctx.target.request(method, endpoint, ...) instead"
@@ -109,7 +117,7 @@ class HttpTargetSession:
     def rollback(self) -> None:
         """Nothing to roll back: compensation runs the unit's ``rollback`` request."""
 
-    def write_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+    def write_marker(self, pipeline: str, change_id: str, execution_id: str) -> NoReturn:
         raise ConfigurationError(f"target {self.config.name!r}: an HTTP API keeps no transaction marker")
 
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote_plus, urlunsplit
 
 from flamingock_provider.core.model import TargetConfig
@@ -171,7 +171,7 @@ class MongoTargetSession:
             self._own = self.mongo_client.start_session()
         return self._own
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str) -> NoReturn:
         raise ConfigurationError(
             f"target {self.config.name!r} is MongoDB: ctx.client({service!r}) needs an 'aws' connection; "
             f"use ctx.target (a pymongo Database) and ctx.session instead"

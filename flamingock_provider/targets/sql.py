@@ -13,7 +13,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from flamingock_provider.core.model import TargetConfig
 from flamingock_provider.core.targets import MARKER_TABLE
@@ -92,7 +92,7 @@ class DbApiTargetSession:
         value = self.config.options.get("lock_timeout_seconds")
         return None if value is None else float(value)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str) -> NoReturn:
         raise ConfigurationError(
             f"target {self.config.name!r} is a SQL database: ctx.client({service!r}) needs an 'aws' "
             f"connection; use ctx.target (a DB-API connection) instead"

@@ -169,7 +169,7 @@ class PutObject(S3Template):
 
 def _body(ctx: ChangeContext, payload: Mapping[str, Any]) -> bytes:
     if "file" in payload:
-        return (Path(ctx.pipeline.path) / payload["file"]).read_bytes()
+        return (Path(ctx.pipeline.path) / str(payload["file"])).read_bytes()
     if "json" in payload:
         return json.dumps(payload["json"], indent=2, sort_keys=True).encode()
     return str(payload["body"]).encode()

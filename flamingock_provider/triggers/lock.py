@@ -100,7 +100,7 @@ class FlamingockLockTrigger(BaseTrigger):
 
     def current_holder(self) -> LeaseInfo | None:
         """Read the live holder of the lease (blocking: the trigger runs it in a thread)."""
-        from flamingock_provider.stores import open_lease_backend, open_store
+        from flamingock_provider.core.workspace import open_lease_backend, open_store
 
         store = open_store(AuditConfig(**self.audit))
         try:

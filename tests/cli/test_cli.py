@@ -124,7 +124,7 @@ def test_invalid_pipeline_fails_with_file_and_no_traceback(pipe: Path) -> None:
 
 
 def test_lock_timeout_exits_3_and_unlock(pipe: Path) -> None:
-    from flamingock_provider.stores import embedded_store_path
+    from flamingock_provider.core.paths import embedded_store_path
     from flamingock_provider.stores.sqlite import SqliteStore
 
     (pipe / "pipeline.yaml").write_text(

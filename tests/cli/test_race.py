@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from flamingock_provider import commands
-from tests.conftest import VENV_BIN, write_tree
+from tests.conftest import apply_concurrently, write_tree
 
 UNITS = 12
 
@@ -30,24 +31,6 @@ def racing_pipeline(root: Path, extra_yaml: str = "") -> Path:
     return write_tree(root, files)
 
 
-def race(pipe: Path, processes: int = 4) -> list[subprocess.CompletedProcess[str]]:
-    procs = [
-        subprocess.Popen(
-            [str(VENV_BIN / "flamingock"), "apply", str(pipe), "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=os.environ.copy(),
-        )
-        for _ in range(processes)
-    ]
-    done = []
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return done
-
-
 def assert_exactly_once(pipe: Path, db: Path, results: list[subprocess.CompletedProcess[str]]) -> None:
     assert all(r.returncode == 0 for r in results), [(r.returncode, r.stderr[-500:]) for r in results]
     with sqlite3.connect(db) as conn:
@@ -61,9 +44,10 @@ def assert_exactly_once(pipe: Path, db: Path, results: list[subprocess.Completed
 
 def test_four_cli_processes_apply_each_unit_once(tmp_path: Path, sqlite_target: Path) -> None:
     pipe = racing_pipeline(tmp_path / "race")
-    assert_exactly_once(pipe, sqlite_target, race(pipe))
+    assert_exactly_once(pipe, sqlite_target, apply_concurrently(pipe))
 
 
+@pytest.mark.slow
 def test_four_cli_processes_with_the_lease_in_redis(
     tmp_path: Path,
     sqlite_target: Path,
@@ -74,7 +58,7 @@ def test_four_cli_processes_with_the_lease_in_redis(
     pipe = racing_pipeline(tmp_path / "race_redis", "")
     text = (pipe / "pipeline.yaml").read_text().replace("lock: {", "lock: {conn_id: redis_locks, ")
     (pipe / "pipeline.yaml").write_text(text)
-    results = race(pipe)
+    results = apply_concurrently(pipe)
     assert_exactly_once(pipe, sqlite_target, results)
     tokens = {e["lock_token"] for e in commands.history(pipe)["entries"]}
     assert len(tokens) >= 1 and None not in tokens

@@ -101,6 +101,7 @@ def test_tx_separate_crash_before_commit_leaves_nothing_and_applies_next_time(
     started = commands.history(pipe, "killer")["entries"]
     assert [(e["state"], e["tx_strategy"]) for e in started] == [("STARTED", "TX_SEPARATE")]
     assert ledger(sqlite_target) == []
+    commands.unlock(pipe, force=True)  # the dead runner's lease: until it expires its STARTED reads "running"
     assert commands.plan(pipe)["changes"][1]["action"] == "apply"  # no marker: nothing committed
     assert commands.apply(pipe)["applied"] == ["killer", "after"]
     assert ledger(sqlite_target) == ["killer", "after"]
@@ -136,6 +137,7 @@ def test_tx_separate_crash_after_commit_is_reconciled_from_the_marker(tmp_path: 
     )
     assert proc.returncode == 9, proc.stderr
     assert [e["state"] for e in commands.history(pipe)["entries"]] == ["STARTED"]
+    commands.unlock(pipe, force=True)  # the dead runner's lease: until it expires its STARTED reads "running"
     plan = commands.plan(pipe)["changes"][0]
     assert plan["action"] == "skip" and "recorded APPLIED" in plan["reason"]
     result = commands.apply(pipe)
@@ -192,7 +194,7 @@ def test_tx_shared_crash_leaves_no_trace(tmp_path: Path, shared_db: Path) -> Non
 
 
 THIEF_UNIT = """
-from flamingock_provider.stores import embedded_store_path
+from flamingock_provider.core.paths import embedded_store_path
 from flamingock_provider.stores.sqlite import SqliteStore
 ID = "{uid}"
 AUTHOR = "t"

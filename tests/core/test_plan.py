@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flamingock_provider.commandline import blocked_report
 from flamingock_provider.core.model import (
     Action,
     AuditEntry,
@@ -18,8 +19,9 @@ from flamingock_provider.core.model import (
     State,
     Step,
     TxStrategy,
+    UnitKind,
 )
-from flamingock_provider.core.plan import decide, first_blocked, plan_pipeline
+from flamingock_provider.core.plan import Decision, decide, first_blocked, hinted_done, plan_pipeline
 
 
 def unit(
@@ -36,7 +38,7 @@ def unit(
         stage="main",
         source_file=f"0001_{uid}.yaml",
         checksum=checksum,
-        kind="template",
+        kind=UnitKind.TEMPLATE,
         template="sql",
         steps=(Step({"statements": "SELECT 1"}),),
         recovery=recovery,
@@ -51,6 +53,7 @@ def entry(
     checksum: str = "c1",
     recovery: Recovery = Recovery.MANUAL_INTERVENTION,
     execution: str = "e1",
+    token: int | None = None,
 ) -> AuditEntry:
     return AuditEntry(
         pipeline="p",
@@ -65,11 +68,16 @@ def entry(
         tx_strategy=tx,
         transactional=tx is not TxStrategy.NON_TX,
         recovery=recovery,
+        lock_token=token,
     )
 
 
-def d(u: ChangeUnit, e: AuditEntry | None, markers=None):  # type: ignore[no-untyped-def]
-    return decide(u, e, pipeline_dir="dags/changes/p", markers=markers)
+def d(u: ChangeUnit, e: AuditEntry | None, markers=None, live_token: int | None = None) -> Decision:  # type: ignore[no-untyped-def]
+    return decide(u, e, markers=markers, live_token=live_token)
+
+
+def fix_of(decision: Decision) -> dict[str, object]:
+    return blocked_report("dags/changes/p", decision)
 
 
 @pytest.mark.parametrize("state", [None, State.ROLLED_BACK, State.MANUAL_MARKED_AS_ROLLED_BACK])
@@ -115,8 +123,10 @@ def test_unfinished_blocks_under_manual_intervention_and_retries_under_always_re
 ) -> None:
     blocked = d(unit(), latest)
     assert blocked.action is NextAction.BLOCKED
-    assert blocked.fix == "flamingock fix dags/changes/p u1 --as rolled-back"
-    assert "manual_intervention" in blocked.reason and "--as applied" in blocked.reason
+    report = fix_of(blocked)
+    assert report["fix"] == "flamingock fix dags/changes/p u1 --as rolled-back"
+    assert "manual_intervention" in str(report["reason"]) and "--as applied" in str(report["reason"])
+    assert "--" not in blocked.reason  # the core speaks in states; the command line is spelled in one place
     assert d(unit(recovery=Recovery.ALWAYS_RETRY), latest).action is NextAction.APPLY
 
 
@@ -129,7 +139,7 @@ def test_always_retry_recorded_on_the_entry_also_retries() -> None:
 def test_checksum_drift_blocks_with_accept_checksum_fix(state: State) -> None:
     drift = d(unit(checksum="new"), entry(state, checksum="old"))
     assert drift.action is NextAction.BLOCKED
-    assert drift.fix == "flamingock fix dags/changes/p u1 --as applied --accept-checksum"
+    assert fix_of(drift)["fix"] == "flamingock fix dags/changes/p u1 --as applied --accept-checksum"
     assert "drift" in drift.reason
 
 
@@ -137,7 +147,32 @@ def test_plan_pipeline_uses_one_snapshot_and_finds_first_blocked() -> None:
     units = (unit("u1"), unit("u2"))
     pipeline = Pipeline(id="p", path=Path("/x"), stages=(Stage("main", 0, "", units),))
     snapshot = {"u2": entry(State.FAILED)}
-    decisions = plan_pipeline(pipeline, snapshot, pipeline_dir="dir")
+    decisions = plan_pipeline(pipeline, snapshot)
     assert [x.action for x in decisions] == [NextAction.APPLY, NextAction.BLOCKED]
     blocked = first_blocked(decisions)
     assert blocked is not None and blocked.unit.id == "u2"
+
+
+@pytest.mark.parametrize("tx", list(TxStrategy))
+def test_started_by_the_live_lease_holder_is_running_never_blocked(tx: TxStrategy) -> None:
+    started = entry(State.STARTED, tx=tx, token=7)
+    running = d(unit(), started, markers=lambda u, e: False, live_token=7)
+    assert running.action is NextAction.RUNNING and running.resolution is None
+    # Another holder (a later token), or none: the entry was left by a runner that is gone.
+    assert d(unit(), started, markers=lambda u, e: False, live_token=8).action is not NextAction.RUNNING
+    assert d(unit(), started, markers=lambda u, e: False).action is not NextAction.RUNNING
+
+
+def test_live_token_never_turns_a_finished_entry_into_running() -> None:
+    for state in (State.APPLIED, State.FAILED, State.ROLLBACK_FAILED, State.ROLLED_BACK):
+        assert d(unit(), entry(state, token=7), live_token=7).action is not NextAction.RUNNING
+
+
+def test_a_hint_can_only_skip_what_it_found_done() -> None:
+    units = (unit("u1"), unit("u2"))
+    done = {u.id: Decision(u, None, NextAction.SKIP) for u in units}
+    assert hinted_done(units, done)
+    assert not hinted_done(units, {**done, "u2": Decision(units[1], None, NextAction.APPLY)})
+    assert not hinted_done(units, {"u1": done["u1"]})  # u2 unknown to the hint: decide under the lease
+    assert not hinted_done(units, {**done, "u2": Decision(units[1], None, NextAction.SKIP, reconcile=True)})
+    assert not hinted_done(units, None) and not hinted_done((), done)

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from flamingock_provider.commandline import fix_command
 from flamingock_provider.core.model import TxStrategy
-from flamingock_provider.core.plan import fix_command
 from tests.reliability.backends import NON_TX, TX_SEPARATE, TX_SHARED, Backend, UnitSpec
 from tests.reliability.helpers import (
     Counts,

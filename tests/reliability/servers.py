@@ -2,64 +2,31 @@
 
 The shared session fixtures stay untouched: an outage scenario stops these instances, never theirs.
 
-- :class:`DurableMongoServer`: SecantusDB with ``durable=True, sync_on_commit=True`` (a SIGKILLed
-  server keeps every committed write) on a fixed port after its first start.
-- :class:`RestartableMoto`: ``ThreadedMotoServer`` in this process, one request at a time as in
-  ``tests/fixtures/moto_server.py``; its data lives in moto's backends, so a restart keeps it.
-- Redis: :class:`tests.fixtures.redis_server.RedisServer` already stops and starts on one port.
+- :class:`DurableMongoServer`: ``tests/fixtures/mongo_server.py``'s server with ``durable=True`` (a
+  SIGKILLed server keeps every committed write), on the port of its first start.
+- :class:`RestartableMoto`: ``start_moto`` of ``tests/fixtures/moto_server.py`` in this process; its
+  data lives in moto's backends, so a restart on the same port keeps it.
+- Redis: ``local_redis`` of ``tests/fixtures/redis_server.py``, which stops and starts on one port.
 - PostgreSQL and MariaDB: the fixtures' server classes stop and start on one port, keeping their data.
 
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.fixtures.mongo_server import MongoServer
-from tests.fixtures.moto_server import HOST, MotoServer, serialized
-from tests.fixtures.redis_server import RedisServer, free_port
-
-# The SecantusDB child: serves until its stdin closes (or it is killed: durable, nothing is lost).
-_MONGO_CHILD = """
-import sys
-from secantus import SecantusDBServer
-server = SecantusDBServer(storage_path=sys.argv[1], port=int(sys.argv[2]), durable=True, sync_on_commit=True)
-server.start()
-print(server.uri, flush=True)
-try:
-    sys.stdin.read()
-finally:
-    server.stop()
-"""
+from tests.fixtures.moto_server import HOST, MotoServer, start_moto
+from tests.fixtures.redis_server import RedisServer, local_redis
 
 
 class DurableMongoServer(MongoServer):
     """SecantusDB that survives a SIGKILL with its data and comes back on the same port."""
 
     def __init__(self, storage: Path) -> None:
-        super().__init__(storage)
-        self.port = 0
-
-    def start(self) -> DurableMongoServer:
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _MONGO_CHILD, str(self.storage), str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline().strip()
-        if not line.startswith("mongodb://"):
-            self.stop()
-            raise RuntimeError(f"durable SecantusDB did not start (said {line!r})")
-        self.uri = line
-        self.port = self.address[1]
-        return self
+        super().__init__(storage, durable=True)
 
 
 class RestartableMoto:
@@ -74,14 +41,7 @@ class RestartableMoto:
         return MotoServer(f"http://{HOST}:{self.port}")
 
     def start(self) -> RestartableMoto:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
-        server.start()
-        wsgi = server._server
-        assert wsgi is not None
-        wsgi.app = serialized(wsgi.app)
+        server = start_moto(self.port)
         self.port = int(server.get_host_and_port()[1])
         self._server = server
         return self
@@ -117,14 +77,9 @@ class Servers:
 
     def redis(self) -> RedisServer:
         if self._redis is None:
-            binary = shutil.which("redis-server")
-            if binary is None:
-                raise LookupError("redis-server is not installed (scripts/system_deps.sh installs it)")
             workdir = self.root / "redis"
             workdir.mkdir(parents=True, exist_ok=True)
-            server = RedisServer(binary, workdir, free_port())
-            server.start()
-            self._redis = server
+            self._redis = local_redis(workdir)  # LookupError when redis-server is not installed
         return self._redis
 
     def postgres(self) -> Any:

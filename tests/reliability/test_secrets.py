@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import write_tree
-from tests.fixtures.http_api import HttpApi, http_api_server  # noqa: F401
+from tests.fixtures.http_api import HttpApi
 from tests.reliability.backends import DynamoBackend, MongoBackend
 from tests.reliability.pool import Runner, RunnerPool
 from tests.reliability.servers import Servers
@@ -139,7 +139,7 @@ def every_command(pool: RunnerPool, pipe: Path, env: dict[str, str], evidence: E
 def test_secrets_never_leave_the_connections_sql_http_redis(
     runner_pool: RunnerPool,
     tmp_path: Path,
-    http_api_server: HttpApi,  # noqa: F811
+    http_api_server: HttpApi,
     redis_password: int,
 ) -> None:
     env = sql_env(tmp_path, redis_password, http_api_server, SECRETS["redispw"])

@@ -1,0 +1,183 @@
+"""The composition root: a pipeline opened with its audit store, lease backend and targets.
+
+The CLI commands (:mod:`flamingock_provider.commands`) and the Airflow hook open pipelines only here,
+so a run is wired the same way whoever starts it. Backends are named by dotted path and imported on
+first use: the core itself imports no driver and no Airflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, cast
+
+from flamingock_provider.core.audit import AuditStore, RunInfo
+from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
+from flamingock_provider.core.engine import Engine
+from flamingock_provider.core.executor import UnitExecutor
+from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
+from flamingock_provider.core.loader import load_pipeline
+from flamingock_provider.core.model import AuditConfig, LeaseInfo, LockConfig, Pipeline
+from flamingock_provider.core.paths import embedded_store_path
+from flamingock_provider.core.sinks import configured_sinks
+from flamingock_provider.core.targets import TargetFactory
+from flamingock_provider.exceptions import ConfigurationError, FlamingockError, LeaseLostError
+
+log = logging.getLogger("flamingock")
+
+# audit connection type -> "module:factory(config, connection) -> store"; a new store adds one line.
+STORE_FACTORIES: dict[str, str] = {
+    "sqlite": "flamingock_provider.stores.sqlite:open_sqlite_store",
+    "mongo": "flamingock_provider.stores.mongo:open_mongo_store",
+    "aws": "flamingock_provider.stores.dynamodb:open_dynamodb_store",
+    "postgres": "flamingock_provider.stores.sql:open_sql_store",
+    "mysql": "flamingock_provider.stores.sql:open_sql_store",
+}
+# lock connection type (other than redis) -> "module:factory(lock config, connection) -> lease backend"
+SQL_LEASE = "flamingock_provider.stores.sql:open_sql_lease"
+SQL_LEASE_TYPES = ("postgres", "mysql")
+EMBEDDED_STORE = "flamingock_provider.stores.sqlite:open_embedded_store"
+REDIS_LEASE = "flamingock_provider.stores.redis_lease:open_redis_lease"
+TARGETS = "flamingock_provider.targets:open_target"
+CONNECTIONS = "flamingock_provider.targets.connections:get_connection"
+
+
+def _load(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def open_store(config: AuditConfig) -> AuditStore:
+    """Open the audit store a pipeline's ``audit:`` names (the embedded SQLite file by default)."""
+    if config.conn_id is None:
+        return cast(AuditStore, _load(EMBEDDED_STORE)(config, embedded_store_path()))
+    conn = _load(CONNECTIONS)(config.conn_id)
+    spec = STORE_FACTORIES.get(conn.conn_type or "")
+    if spec is None:
+        raise ConfigurationError(
+            f"audit connection {config.conn_id!r} has type {conn.conn_type!r}; the audit store must be a "
+            f"{', '.join(sorted(STORE_FACTORIES))} connection"
+        )
+    return cast(AuditStore, _load(spec)(config, conn))
+
+
+def open_lease_backend(config: LockConfig, store: AuditStore) -> LeaseBackend:
+    """Return the lease backend: Redis when ``lock.conn_id`` is set, else the audit store itself."""
+    if config.conn_id is not None:
+        if config.conn_id == getattr(store, "conn_id", None) and hasattr(store, "acquire"):
+            return cast(LeaseBackend, store)  # the audit store's own connection: one store, fenced appends
+        conn = _load(CONNECTIONS)(config.conn_id)
+        if conn.conn_type == "redis":
+            return cast(LeaseBackend, _load(REDIS_LEASE)(config.conn_id))
+        if conn.conn_type in SQL_LEASE_TYPES:
+            return cast(LeaseBackend, _load(SQL_LEASE)(config, conn))
+        raise ConfigurationError(
+            f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn.conn_type!r}; the "
+            f"lease can live in a redis, postgres or mysql connection (or remove lock.conn_id to keep it in the "
+            f"audit store)"
+        )
+    if not hasattr(store, "acquire"):
+        raise ConfigurationError(f"audit store {type(store).__name__} keeps no lease; set lock.conn_id to redis")
+    return cast(LeaseBackend, store)
+
+
+def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
+    """Return the identity of a run started outside Airflow (the CLI, an embedding application)."""
+    return RunInfo(
+        execution_id=uuid.uuid4().hex,
+        owner=owner,
+        triggered_by="cli",
+        hostname=socket.gethostname(),
+        params=dict(params or {}),
+    )
+
+
+def _cli_variables(run: RunInfo) -> dict[str, Any]:
+    today = datetime.now(timezone.utc)
+    return {"params": dict(run.params), "run_id": run.execution_id, "ds": today.date().isoformat(), "env": {}}
+
+
+@dataclass
+class Workspace:
+    """A loaded pipeline with its audit store and lease backend, closed together."""
+
+    pipeline: Pipeline
+    pipeline_dir: str
+    store: AuditStore
+    leases: LeaseBackend
+
+    def engine(
+        self,
+        *,
+        lease: Lease | None = None,
+        run: RunInfo | None = None,
+        targets: TargetFactory | None = None,
+        renderer: StringRenderer | None = None,
+    ) -> Engine:
+        """Return the engine for one run: ``lease`` held by the caller (None to only read)."""
+        run = run or new_run(lease.owner if lease else "cli")
+        executor = UnitExecutor(
+            self.pipeline,
+            self.store,
+            targets or cast(TargetFactory, _load(TARGETS)),
+            run,
+            lease=lease,
+            renderer=renderer or sandboxed_renderer(_cli_variables(run)),
+            log=log,
+            sinks=configured_sinks(),
+        )
+        return Engine(executor, pipeline_dir=self.pipeline_dir)
+
+    def lease(self, owner: str | None = None) -> Lease:
+        """Return an unacquired lease of this pipeline for ``owner`` (a fresh CLI owner by default)."""
+        return Lease(self.leases, self.pipeline.id, owner or cli_owner(), self.pipeline.lock)
+
+    def holder(self) -> LeaseInfo | None:
+        """Return the live lease holder, or None."""
+        return self.leases.current(self.pipeline.id)
+
+
+@contextmanager
+def open_workspace(pipeline_dir: str | os.PathLike[str], *, pipeline: Pipeline | None = None) -> Iterator[Workspace]:
+    """Load and validate the pipeline (unless given, e.g. from the parse cache), then open its stores."""
+    pipeline = pipeline if pipeline is not None else load_pipeline(pipeline_dir)
+    store = open_store(pipeline.audit)
+    try:
+        leases = open_lease_backend(pipeline.lock, store)
+        yield Workspace(pipeline, os.fspath(pipeline_dir), store, leases)
+    finally:
+        store.close()
+
+
+@contextmanager
+def holding(ws: Workspace, owner: str | None = None) -> Iterator[Lease]:
+    """Acquire the pipeline's lease (waiting per ``lock:``), beat while the block runs, release after.
+
+    A runner that lost its lease releases nothing; a failed release after a failure is logged, and the
+    first failure is the one raised.
+    """
+    lease = ws.lease(owner)
+    lease.acquire()
+    try:
+        with lease.heartbeat():
+            yield lease
+    except BaseException as err:
+        if isinstance(err, LeaseLostError):
+            lease.token = None
+        _release_after(lease, err)
+        raise
+    lease.release()
+
+
+def _release_after(lease: Lease, err: BaseException) -> None:
+    try:
+        lease.release()
+    except FlamingockError as release_err:
+        log.warning("could not release the lease after %s: %s; it expires by itself", type(err).__name__, release_err)

@@ -120,6 +120,9 @@ class StatementError(FlamingockError):
             f"data it meets) and run again"
         )
 
+    def _fields(self) -> tuple[object, ...]:
+        return (self.statement, self.target, self.detail)
+
 
 class TableLockTimeoutError(StatementError):
     """A statement waited longer than ``lock_timeout_seconds`` for a table lock and was cancelled."""
@@ -136,6 +139,9 @@ class TableLockTimeoutError(StatementError):
             f"again when it is done, or raise lock_timeout_seconds",
         )
         self.statement, self.target, self.detail = statement, target, detail
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.statement, self.target, self.table, self.seconds, self.detail)
 
 
 def _preview(statement: str, limit: int = 80) -> str:

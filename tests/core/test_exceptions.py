@@ -26,6 +26,8 @@ SAMPLES: list[FlamingockError] = [
     exceptions.DriftNotAcceptedError("u1", "0001_a.yaml", "dags/changes/p"),
     HttpStatusError("GET", "/x", 500, [200], "oops"),
     exceptions.TargetError("broker refused", code="UNSUPPORTED_FEATURE"),
+    exceptions.StatementError("INSERT INTO t VALUES (1)", "warehouse", '42P01 relation "t" does not exist'),
+    exceptions.TableLockTimeoutError("ALTER TABLE t ADD x INT", "warehouse", "t", 10.0, "55P03 lock timeout"),
 ]
 
 

@@ -11,8 +11,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(UV) pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e '.[all,test]'
+	# System packages first: mysqlclient compiles against libmysqlclient during the pip install.
 	bash scripts/system_deps.sh
+	$(UV) pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e '.[all,test]'
 	touch $@
 
 lint: install
@@ -37,6 +38,7 @@ bench: install
 	$(PY) bench/history_growth.py
 	$(PY) bench/throughput.py
 	$(PY) bench/apply_vs_alembic.py
+	$(PY) bench/sql_servers.py
 	$(PY) bench/mongo_overhead.py
 	$(PY) bench/airflow_run_cost.py
 

@@ -10,6 +10,8 @@
      ├── CheckError                       a precondition could not be evaluated
      │    └── CheckTimeoutError           ... within its timeout_seconds (it was cut off)
      ├── ReadTimeoutError                 a bounded read (a check, a `plan` impact count) ran out of time
+     ├── StatementError                   a SQL statement failed on its target (names statement and server message)
+     │    └── TableLockTimeoutError       it waited longer than the target's lock_timeout_seconds for a table lock
      ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── ChangeRunningError               the unit is being applied by the live lease holder now
@@ -132,6 +134,47 @@ class CheckTimeoutError(CheckError):
 
 class ReadTimeoutError(FlamingockError):
     """A read-only, time-bounded query did not finish in time and was interrupted."""
+
+
+class StatementError(FlamingockError):
+    """A SQL statement failed on its target; the message names the statement and the server's answer."""
+
+    def __init__(self, statement: str, target: str, detail: str) -> None:
+        self.statement = statement
+        self.target = target
+        self.detail = detail
+        super().__init__(
+            f"statement {_preview(statement)!r} failed on target {target!r}: {detail}; fix the statement (or the "
+            f"data it meets) and run again"
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.statement, self.target, self.detail)
+
+
+class TableLockTimeoutError(StatementError):
+    """A statement waited longer than ``lock_timeout_seconds`` for a table lock and was cancelled."""
+
+    def __init__(self, statement: str, target: str, table: str | None, seconds: float, detail: str) -> None:
+        self.table = table
+        self.seconds = seconds
+        what = f"table {table}" if table else "its table"
+        FlamingockError.__init__(
+            self,
+            f"statement {_preview(statement)!r} on target {target!r} waited more than {seconds:g} s for the lock "
+            f"on {what} (lock_timeout_seconds) and was cancelled ({detail}): another session holds that table lock "
+            f"(a long query or an open transaction). Find the holder (pg_stat_activity / SHOW PROCESSLIST) and run "
+            f"again when it is done, or raise lock_timeout_seconds",
+        )
+        self.statement, self.target, self.detail = statement, target, detail
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.statement, self.target, self.table, self.seconds, self.detail)
+
+
+def _preview(statement: str, limit: int = 80) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class BlockedError(FlamingockError):

@@ -204,7 +204,7 @@ class UnitExecutor:
         if unit.kind is UnitKind.PYTHON:  # an aws session's boto3 calls cannot join its transaction
             return bool(getattr(session, "python_transactions", True))
         template = get_template(unit.template or "")
-        return all(template.is_transactional(step.apply) for step in unit.steps)
+        return all(template.is_transactional_on(step.apply, session, self.pipeline.path) for step in unit.steps)
 
     def _apply_in(self, unit: ChangeUnit, session: TargetSession | None, strategy: TxStrategy) -> AuditEntry:
         """The one apply sequence of SPEC §8, whatever the strategy.

@@ -106,6 +106,7 @@ class AuditConfig:
 
     conn_id: str | None = None
     database: str | None = None
+    schema: str | None = None  # PostgreSQL: the schema of the audit tables (default: the search_path)
     table: str = "flamingock_audit_log"
     lock_table: str = "flamingock_lock"
 

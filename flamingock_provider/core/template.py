@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from flamingock_provider.exceptions import ConfigurationError
@@ -123,6 +124,14 @@ class Template:
         topic partitions) overrides it.
         """
         return None
+
+    def is_transactional_on(self, apply: Mapping[str, Any], session: Any, root: Path) -> bool:
+        """Whether the payload runs in a transaction on this target session (e.g. no DDL on MySQL)."""
+        return self.is_transactional(apply)
+
+    def transaction_problems(self, apply: Mapping[str, Any], root: Path) -> list[str]:
+        """Parse-time problems of running the payload inside a transaction (statements that cannot)."""
+        return []
 
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         """Apply the payload; return a JSON-safe undo state (or None)."""

@@ -158,7 +158,7 @@ def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> U
     payloads = _payload_files(scope.root, steps, labels, result.errors)
     if name is not None:
         _need_target(header, scope, result.errors)
-        _check_template(name, steps, labels, header["transactional"], result)
+        _check_template(name, steps, labels, header["transactional"], result, scope.root)
     payload_checksum = _payload_checksum(payloads, result.errors)
     if not result.errors and name is not None:
         result.unit = ChangeUnit(
@@ -268,6 +268,7 @@ def _check_template(
     labels: tuple[str, ...],
     transactional: bool | None,
     result: UnitResult,
+    root: Path,
 ) -> None:
     try:
         template = get_template(name)
@@ -276,6 +277,10 @@ def _check_template(
     valid = [step for step, label in zip(steps, labels, strict=True) if not _validate(template, step, label, result)]
     if len(valid) != len(steps):
         return
+    if transactional is not False:
+        for step, label in zip(steps, labels, strict=True):
+            problems = template.transaction_problems(step.apply, root)
+            result.errors.extend(f"field '{label}apply': {problem}" for problem in problems)
     if transactional and not all(template.is_transactional(step.apply) for step in steps):
         why = " (DDL)" if template.target_kind in ("sql", "mongo", "dynamodb") else ""
         result.errors.append(

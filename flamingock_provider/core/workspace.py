@@ -38,7 +38,12 @@ STORE_FACTORIES: dict[str, str] = {
     "sqlite": "flamingock_provider.stores.sqlite:open_sqlite_store",
     "mongo": "flamingock_provider.stores.mongo:open_mongo_store",
     "aws": "flamingock_provider.stores.dynamodb:open_dynamodb_store",
+    "postgres": "flamingock_provider.stores.sql:open_sql_store",
+    "mysql": "flamingock_provider.stores.sql:open_sql_store",
 }
+# lock connection type (other than redis) -> "module:factory(lock config, connection) -> lease backend"
+SQL_LEASE = "flamingock_provider.stores.sql:open_sql_lease"
+SQL_LEASE_TYPES = ("postgres", "mysql")
 EMBEDDED_STORE = "flamingock_provider.stores.sqlite:open_embedded_store"
 REDIS_LEASE = "flamingock_provider.stores.redis_lease:open_redis_lease"
 TARGETS = "flamingock_provider.targets:open_target"
@@ -69,13 +74,18 @@ def open_store(config: AuditConfig) -> AuditStore:
 def open_lease_backend(config: LockConfig, store: AuditStore) -> LeaseBackend:
     """Return the lease backend: Redis when ``lock.conn_id`` is set, else the audit store itself."""
     if config.conn_id is not None:
-        conn_type = _load(CONNECTIONS)(config.conn_id).conn_type
-        if conn_type != "redis":
-            raise ConfigurationError(
-                f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn_type!r}; the "
-                f"lease can only live in a redis connection (or remove lock.conn_id to keep it in the audit store)"
-            )
-        return cast(LeaseBackend, _load(REDIS_LEASE)(config.conn_id))
+        if config.conn_id == getattr(store, "conn_id", None) and hasattr(store, "acquire"):
+            return cast(LeaseBackend, store)  # the audit store's own connection: one store, fenced appends
+        conn = _load(CONNECTIONS)(config.conn_id)
+        if conn.conn_type == "redis":
+            return cast(LeaseBackend, _load(REDIS_LEASE)(config.conn_id))
+        if conn.conn_type in SQL_LEASE_TYPES:
+            return cast(LeaseBackend, _load(SQL_LEASE)(config, conn))
+        raise ConfigurationError(
+            f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn.conn_type!r}; the "
+            f"lease can live in a redis, postgres or mysql connection (or remove lock.conn_id to keep it in the "
+            f"audit store)"
+        )
     if not hasattr(store, "acquire"):
         raise ConfigurationError(f"audit store {type(store).__name__} keeps no lease; set lock.conn_id to redis")
     return cast(LeaseBackend, store)

@@ -10,13 +10,14 @@ from typing import Any
 from flamingock_provider.core.context import ChangeContext
 from flamingock_provider.core.template import Template
 from flamingock_provider.exceptions import ConfigurationError
+from flamingock_provider.templates.sql_statements import (
+    check_runnable,
+    commits_implicitly,
+    split_statements,
+    transaction_problems,
+)
 
-
-def split_statements(sql: str) -> list[str]:
-    """Split a script into statements (quotes, comments and BEGIN...END blocks respected)."""
-    import sqlparse
-
-    return [s.strip().rstrip(";").strip() for s in sqlparse.split(sql) if s.strip().rstrip(";").strip()]
+__all__ = ["SqlTemplate", "split_statements"]
 
 
 class SqlTemplate(Template):
@@ -32,6 +33,15 @@ class SqlTemplate(Template):
             if payload is not None:
                 problems += _check_payload(where, payload)
         return problems
+
+    def transaction_problems(self, apply: Mapping[str, Any], root: Path) -> list[str]:
+        return transaction_problems(raw_statements(apply, root))
+
+    def is_transactional_on(self, apply: Mapping[str, Any], session: Any, root: Path) -> bool:
+        """MySQL/MariaDB commit DDL implicitly: a unit with DDL there runs NON_TX, never claimed atomic."""
+        if getattr(session, "dialect", None) == "mysql":
+            return not any(commits_implicitly(s) for s in raw_statements(apply, root))
+        return True
 
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         _execute(ctx, payload)
@@ -97,6 +107,18 @@ def _check_payload(where: str, payload: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def raw_statements(payload: Mapping[str, Any], root: Path) -> list[str]:
+    """The payload's statements before Jinja rendering (for parse-time checks); [] when unreadable."""
+    if "file" in payload:
+        try:
+            return split_statements((Path(root) / payload["file"]).read_text(encoding="utf-8"))
+        except (OSError, UnicodeError, TypeError):
+            return []  # the loader reports a missing or unreadable payload file
+    raw = payload.get("statements")
+    chunks = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
+    return [s for chunk in chunks if isinstance(chunk, str) for s in split_statements(chunk)]
+
+
 def _statements(ctx: ChangeContext, payload: Mapping[str, Any]) -> list[str]:
     if "file" in payload:
         text = (Path(ctx.pipeline.path) / payload["file"]).read_text(encoding="utf-8")
@@ -114,5 +136,11 @@ def _execute(ctx: ChangeContext, payload: Mapping[str, Any]) -> None:
             f"change {ctx.change.id!r}: template 'sql' needs a SQL target, got {kind!r}; point 'target:' at a "
             f"database connection"
         )
-    for statement in _statements(ctx, payload):
+    statements = _statements(ctx, payload)
+    check_runnable(
+        statements,
+        transactional=bool(getattr(session, "in_transaction", False)),
+        server_version=getattr(session, "server_version", None),
+    )
+    for statement in statements:
         session.execute(statement)  # type: ignore[attr-defined]

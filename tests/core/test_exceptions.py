@@ -30,6 +30,8 @@ SAMPLES: list[FlamingockError] = [
     exceptions.CheckError("check(ctx) returned None"),
     exceptions.CheckTimeoutError("checks[0] sql did not answer within 0.5 s"),
     exceptions.ReadTimeoutError("SELECT count(*) FROM t did not finish within 10 s"),
+    exceptions.StatementError("INSERT INTO t VALUES (1)", "warehouse", '42P01 relation "t" does not exist'),
+    exceptions.TableLockTimeoutError("ALTER TABLE t ADD x INT", "warehouse", "t", 10.0, "55P03 lock timeout"),
 ]
 
 

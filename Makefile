@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install demo test lint bench reliability clean
+.PHONY: install demo test lint verify bench reliability clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,15 @@ lint: install
 	$(VENV)/bin/ruff check flamingock_provider tests bench dags
 	$(VENV)/bin/mypy
 
-test: install lint
+test: install lint verify
 	$(VENV)/bin/pytest -q
+
+# The lease and audit protocol, model-checked with SPIN (issue 21): the model-to-code mapping first,
+# then every model configuration (verification/README.md); binaries and trails in verification/.build/.
+verify:
+	@command -v spin >/dev/null 2>&1 || bash scripts/system_deps.sh
+	python3 verification/check_mapping.py
+	bash verification/run_models.sh
 
 demo: install
 	bash scripts/demo.sh

@@ -55,7 +55,9 @@ def parse(readme: Path) -> list[Row]:
         if cells[0].lower() == "model step":
             continue
         if len(cells) < 6:
-            raise SystemExit(f"{readme}: mapping row needs 6 cells (step, file, function, line, anchor, legacy): {line}")
+            raise SystemExit(
+                f"{readme}: mapping row needs 6 cells (step, file, function, line, anchor, legacy): {line}"
+            )
         rows.append(Row(cells[0], _code(cells[1]), _code(cells[2]), cells[3], _code(cells[4]), cells[5]))
     return rows
 

@@ -25,6 +25,7 @@ CONFIGS=(
   "non-tx-redis-lease|protocol.pml|prove|-DSTRAT=0 -DSTATUS=0 -DFENCED=0 -DFAILS=0"
   "status|protocol.pml|prove|-DSTRAT=0 -DSTATUS=1 -DOPERATOR=0 -DFAILS=0"
   "non-tx-3-runners|protocol.pml|prove|-DNR=3 -DSTRAT=0 -DMAXCRASH=0 -DOPERATOR=0 -DFAILS=0 -DSTATUS=0"
+  "tx-separate-3-runners|protocol.pml|prove|-DNR=3 -DSTRAT=2 -DMAXCRASH=0 -DOPERATOR=0 -DFAILS=0 -DSTATUS=0"
   "old-rule|protocol.pml|expect:assertion violated (effect==0)|-DSTRAT=0 -DOLD_RULE=1 -DSTATUS=0 -DOPERATOR=0 -DFAILS=0"
   "status-lease-first|protocol.pml|expect:dec==4|-DSTRAT=0 -DSTATUS=1 -DSTATUS_LEASE_FIRST=1 -DOPERATOR=0 -DFAILS=0"
   "gap-tx-separate|protocol.pml|expect:assertion violated|-DSTRAT=2 -DGAP=1 -DSTATUS=0 -DFAILS=0 -DOPERATOR=0"
@@ -35,31 +36,48 @@ if [ "${1:-}" != "" ]; then  # run only the named configurations
   CONFIGS=("${keep[@]}")
 fi
 
-printf '%-22s %-8s %12s %8s  %s\n' configuration result states seconds detail
-for c in "${CONFIGS[@]}"; do
-  IFS='|' read -r name model expect flags <<<"$c"
-  dir="$BUILD/$name"
+printf '%-23s %-8s %12s %8s  %s\n' configuration result states seconds detail
+run_one() {  # one configuration; writes its result line to $BUILD/<name>/result, returns 1 on a surprise
+  local name=$1 model=$2 expect=$3 flags=$4 dir="$BUILD/$1" start secs states errors line truncated result detail
   rm -rf "$dir" && mkdir -p "$dir" && cp "$model" "$dir/" && echo "$flags" >"$dir/flags"
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
-  (cd "$dir" && spin -a $flags "$model" >spin.log 2>&1 && gcc -O1 -DSAFETY -w -o pan pan.c 2>>spin.log) \
-    || { echo "$name: spin/gcc failed:"; cat "$dir/spin.log"; failed=1; continue; }
+  if ! (cd "$dir" && spin -a $flags "$model" >spin.log 2>&1 && gcc -O1 -DSAFETY -w -o pan pan.c 2>>spin.log); then
+    printf '%-23s %-8s %s\n' "$name" FAILED "spin/gcc failed: $(tr '\n' ' ' <"$dir/spin.log")" >"$dir/result"
+    return 1
+  fi
   (cd "$dir" && ./pan -m10000000 -n >pan.out 2>&1) || true
   secs=$(echo "$(date +%s.%N) - $start" | bc)
   states=$(grep -Eo '^ *[0-9]+ states, stored' "$dir/pan.out" | grep -Eo '[0-9]+' || echo "?")
   errors=$(grep -Eo 'errors: [0-9]+' "$dir/pan.out" | grep -Eo '[0-9]+' || echo "?")
   line=$(grep -E '^pan:[0-9]+: ' "$dir/pan.out" | head -1 || true)
   truncated=$(grep -c 'max search depth too small' "$dir/pan.out" || true)
+  local rc=0
   if [ "$expect" = prove ]; then
     if [ "$errors" = 0 ] && [ "$truncated" = 0 ]; then result=proved; detail="no violation in the full search"
-    else result=FAILED; detail="${line:-search incomplete}"; failed=1; fi
+    else result=FAILED; detail="${line:-search incomplete}"; rc=1; fi
   else
-    want=${expect#expect:}
+    local want=${expect#expect:}
     if [ "$errors" != 0 ] && [[ "$line" == *"$want"* ]]; then
       result=found; detail="counterexample as expected: python3 verification/show_trail.py $name"
-    else result=FAILED; detail="expected a counterexample containing '$want', got: ${line:-none}"; failed=1; fi
+    else result=FAILED; detail="expected a counterexample containing '$want', got: ${line:-none}"; rc=1; fi
   fi
-  printf '%-22s %-8s %12s %8.1f  %s\n' "$name" "$result" "$states" "$secs" "$detail"
+  printf '%-23s %-8s %12s %8.1f  %s\n' "$name" "$result" "$states" "$secs" "$detail" >"$dir/result"
+  return $rc
+}
+
+# Two at a time (the machine has 2 cores); results print in the table's order.
+JOBS=${VERIFY_JOBS:-2}
+for c in "${CONFIGS[@]}"; do
+  IFS='|' read -r name model expect flags <<<"$c"
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  run_one "$name" "$model" "$expect" "$flags" &
+done
+wait
+for c in "${CONFIGS[@]}"; do
+  result="$BUILD/${c%%|*}/result"
+  if [ -f "$result" ]; then cat "$result"; else echo "${c%%|*}: no result"; failed=1; fi
+  if [ -f "$result" ] && grep -q ' FAILED ' "$result"; then failed=1; fi
 done
 printf 'total %.1f s\n' "$(echo "$(date +%s.%N) - $total_start" | bc)"
 exit $failed

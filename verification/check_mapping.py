@@ -154,7 +154,8 @@ def update(readme: Path, lines_now: dict[str, str]) -> None:
             parts[4] = f" {lines_now[cells[0]]} "
             line = "|".join(parts)
         out.append(line)
-    readme.write_text(head + BEGIN + "\n".join(out) + END + tail, encoding="utf-8")
+    ending = "\n" if table.endswith("\n") else ""
+    readme.write_text(head + BEGIN + "\n".join(out) + ending + END + tail, encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:

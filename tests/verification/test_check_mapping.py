@@ -80,3 +80,13 @@ def test_the_old_rule_model_produces_the_duplicate() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "old-rule" in out.stdout and " found " in out.stdout
+
+
+def test_update_rewrites_the_line_column_and_keeps_the_table(tmp_path: Path) -> None:
+    check = _checker()
+    readme = _readme(tmp_path, [f"| deadline | {LEASE} | `Lease._hold` | 1 | `started + self.ttl * 0.9` | |"])
+    _, _, lines = check.check(check.parse(readme))
+    check.update(readme, lines)
+    rows = check.parse(readme)
+    assert [r.line for r in rows] == [lines["deadline"]]
+    assert readme.read_text().rstrip().endswith("\n<!-- mapping:end -->")

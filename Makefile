@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install demo test test-fast lint bench reliability clean
+.PHONY: install demo test test-fast lint verify bench reliability clean
 
 install: $(VENV)/.installed
 
@@ -20,13 +20,21 @@ lint: install
 	$(VENV)/bin/ruff check flamingock_provider tests bench dags
 	$(VENV)/bin/mypy
 
-# Everything: unit, integration, slow, e2e (real Airflow) and the reliability suite (reduced counts).
-test: install lint
+# Everything: lint, the SPIN models, unit, integration, slow, e2e (real Airflow) and the reliability suite
+# (reduced counts).
+test: install lint verify
 	$(VENV)/bin/pytest -q
 
 # The inner loop: everything but the e2e, reliability and slow tests (markers in pyproject.toml).
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not e2e and not reliability and not slow"
+
+# The lease and audit protocol, model-checked with SPIN (issue 21): the model-to-code mapping first,
+# then every model configuration (verification/README.md); binaries and trails in verification/.build/.
+verify:
+	@command -v spin >/dev/null 2>&1 || bash scripts/system_deps.sh
+	python3 verification/check_mapping.py
+	bash verification/run_models.sh
 
 demo: install
 	bash scripts/demo.sh

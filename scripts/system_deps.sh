@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite starts as real servers, when missing.
+# Install the Debian packages the test suite needs (servers it starts, tools it runs), when missing.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The SPIN model checker for `make verify` (verification/, issue 21).
+command -v spin >/dev/null 2>&1 || need+=(spin)
 # Headless browser for the Flamingock view test (Playwright drives the system chromium; it cannot download its own).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # PostgreSQL and MariaDB servers for the SQL store/target tests (started by fixtures, never as services).

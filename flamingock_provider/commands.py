@@ -85,8 +85,8 @@ def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
     from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()
-        decisions = ws.engine().plan(live_token=holder.token if holder else None)
+        snapshot, holder = ws.observe()
+        decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
     details = plan_details(ws.pipeline, decisions, targets=None, renderer=None)
     changes = [{**decision_json(ws.pipeline_dir, d), "risk": details[d.unit.id]["risk"]} for d in decisions]
     return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
@@ -107,8 +107,8 @@ def plan(
     from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()
-        decisions = ws.engine().plan(live_token=holder.token if holder else None)
+        snapshot, holder = ws.observe()
+        decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
     renderer = cli_renderer(new_run("plan", params))
     details = plan_details(ws.pipeline, decisions, targets=targets or open_target, renderer=renderer, sql=sql)
     changes = [{**decision_json(ws.pipeline_dir, d), **details[d.unit.id]} for d in decisions]
@@ -127,10 +127,11 @@ def undo_plan(
     from flamingock_provider.targets.risk import plan_details
 
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()
+        snapshot, holder = ws.observe()
         engine = ws.engine()
-        units = engine.undo_targets(to, last, live_token=holder.token if holder else None)
-        decisions = {d.unit.id: d for d in engine.plan(live_token=holder.token if holder else None)}
+        live = holder.token if holder else None
+        units = engine.undo_targets(to, last, live_token=live, snapshot=snapshot)
+        decisions = {d.unit.id: d for d in engine.plan(snapshot, live_token=live)}
     renderer = cli_renderer(new_run("plan", params))
     details = plan_details(ws.pipeline, [decisions[u.id] for u in units], targets=None, renderer=None)
     return {
@@ -169,8 +170,8 @@ def undo(
 ) -> dict[str, Any]:
     """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()  # bad arguments fail before waiting for the lease
-        ws.engine().undo_targets(to, last, live_token=holder.token if holder else None)
+        snapshot, holder = ws.observe()  # bad arguments fail before waiting for the lease
+        ws.engine().undo_targets(to, last, live_token=holder.token if holder else None, snapshot=snapshot)
         with holding(ws, owner) as lease:
             return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
 
@@ -200,8 +201,8 @@ def fix(
     if as_ not in FIX_STATES:
         raise UsageError(f"--as must be one of {', '.join(FIX_STATES)}, got {as_!r}")
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()
-        ws.engine().refuse_running(change_id, holder.token if holder else None, holder.owner if holder else None)
+        snapshot, holder = ws.observe()
+        ws.engine().refuse_running(change_id, snapshot, holder)
         with holding(ws, owner) as lease:
             entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, FIX_STATES[as_], accept_checksum)
     return {

@@ -25,6 +25,7 @@ from flamingock_provider.core.model import (
     Action,
     AuditEntry,
     ChangeUnit,
+    LeaseInfo,
     NextAction,
     OnFailure,
     Pipeline,
@@ -334,13 +335,18 @@ class Engine:
     # -- undo -------------------------------------------------------------------------------
 
     def undo_targets(
-        self, to: str | None = None, last: int | None = None, *, live_token: int | None = None
+        self,
+        to: str | None = None,
+        last: int | None = None,
+        *,
+        live_token: int | None = None,
+        snapshot: Snapshot | None = None,
     ) -> list[ChangeUnit]:
         """Units an undo rolls back, newest first. Raises before anything changes when one can't be.
 
         ``live_token``: the live holder's token when called without the lease (to check arguments early).
         """
-        return self._undo_plan(self.snapshot(), to, last, live_token)
+        return self._undo_plan(self.snapshot() if snapshot is None else snapshot, to, last, live_token)
 
     def _undo_plan(
         self, latest: Snapshot, to: str | None, last: int | None, live_token: int | None = None
@@ -391,12 +397,16 @@ class Engine:
 
     # -- fix --------------------------------------------------------------------------------
 
-    def refuse_running(self, unit_id: str, live_token: int | None, holder: str | None = None) -> None:
-        """Raise :class:`ChangeRunningError` when ``unit_id`` is being applied by the live lease holder."""
+    def refuse_running(self, unit_id: str, snapshot: Snapshot, holder: LeaseInfo | None) -> None:
+        """Raise :class:`ChangeRunningError` when ``unit_id`` is being applied by the live lease holder.
+
+        ``snapshot`` must be read before ``holder`` (:meth:`Workspace.observe`).
+        """
         self.require_unit(unit_id, "fix")
         unit = self.pipeline.unit(unit_id)
-        if decide(unit, self.snapshot().get(unit_id), live_token=live_token).action is NextAction.RUNNING:
-            raise ChangeRunningError(unit_id, holder)
+        live = holder.token if holder else None
+        if decide(unit, snapshot.get(unit_id), live_token=live).action is NextAction.RUNNING:
+            raise ChangeRunningError(unit_id, holder.owner if holder else None)
 
     def fix(self, unit_id: str, state: State, accept_checksum: bool = False) -> AuditEntry:
         """Record ``state`` (marked applied or rolled back by hand, after checking the target) for a unit."""

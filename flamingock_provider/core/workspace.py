@@ -25,7 +25,7 @@ from flamingock_provider.core.engine import Engine
 from flamingock_provider.core.executor import UnitExecutor
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline
-from flamingock_provider.core.model import AuditConfig, ChangeUnit, LeaseInfo, LockConfig, Pipeline
+from flamingock_provider.core.model import AuditConfig, AuditEntry, ChangeUnit, LeaseInfo, LockConfig, Pipeline
 from flamingock_provider.core.paths import embedded_store_path
 from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
@@ -156,6 +156,15 @@ class Workspace:
     def holder(self) -> LeaseInfo | None:
         """Return the live lease holder, or None."""
         return self.leases.current(self.pipeline.id)
+
+    def observe(self) -> tuple[Mapping[str, AuditEntry], LeaseInfo | None]:
+        """Read the audit state, THEN the live holder: what status and plan decide from without the lease.
+
+        The order matters (verification/protocol.pml, property P5): read the other way round, a runner
+        that takes the lease in between and writes STARTED would show its running unit as blocked.
+        """
+        snapshot = self.store.latest(self.pipeline.id)
+        return snapshot, self.holder()
 
 
 @contextmanager

@@ -112,8 +112,8 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
     fallback_id = folder.name.lower().replace("-", "_")
     try:
         with workspace(folder) as ws:
-            holder = ws.holder()
-            decisions = ws.engine().plan(live_token=holder.token if holder else None)
+            snapshot, holder = ws.observe()
+            decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
             entries = ws.store.history(ws.pipeline.id)
             pipeline = ws.pipeline
         details = _details(pipeline, decisions)

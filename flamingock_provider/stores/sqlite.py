@@ -78,7 +78,7 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self._busy, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
         except (sqlite3.Error, OSError) as err:
             raise StoreError(
@@ -86,6 +86,25 @@ class SqliteStore:
                 f"(FLAMINGOCK_HOME or the audit connection)"
             ) from err
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL; retry while another process holds the file during its own switch.
+
+        Changing the journal mode can fail at once instead of waiting: when several runners open a
+        new audit file at once, all but one may get "database is locked" at once. Wait for it instead,
+        within the busy timeout.
+        """
+        deadline = time.monotonic() + self._busy
+        pause = 0.01
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -45,6 +45,7 @@ def test_trigger_serialize_round_trips() -> None:
     assert kwargs["audit"] == {
         "conn_id": None,
         "database": None,
+        "schema": None,
         "table": "flamingock_audit_log",
         "lock_table": "flamingock_lock",
     }

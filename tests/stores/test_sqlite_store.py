@@ -38,3 +38,30 @@ def test_locked_database_becomes_a_store_error(tmp_path: Path) -> None:
     finally:
         blocker.execute("ROLLBACK")
     store.append(entry("c1"))
+
+
+def _open_and_append(path: str, start: object) -> str:
+    start.wait()  # type: ignore[attr-defined]
+    store = SqliteStore(Path(path))
+    try:
+        store.append(entry(State.APPLIED))
+        return "ok"
+    except StoreError as err:
+        return str(err)
+    finally:
+        store.close()
+
+
+def test_runners_opening_a_new_audit_file_at_once_all_get_in(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start = manager.Event()
+        with ctx.Pool(8) as pool:
+            pending = [pool.apply_async(_open_and_append, (str(tmp_path / "audit.db"), start)) for _ in range(8)]
+            start.set()
+            results = [p.get(timeout=120) for p in pending]
+    assert results == ["ok"] * 8
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -93,18 +93,28 @@ def run_skips(
 ) -> Skips:
     """Decide which tasks of a run cannot do anything, from the plan made under the run's lease.
 
-    ``action`` is the run's (``apply``, ``plan``, ``undo``); ``inactive`` holds the change ids whose
-    own or stage ``when:`` is false. A unit runs when its decision is anything but "nothing to do"
-    (apply, a reconcile to record, a blocked unit that must fail its task) and it is active. A stage's
-    rollback task is skipped only when every unit of the stage is: a unit that runs may fail, and
-    its rollback task must then run. ``plan`` and ``undo`` runs apply nothing.
+    ``stages`` in run order; ``action`` is the run's (``apply``, ``plan``, ``undo``); ``inactive``
+    holds the change ids whose own or stage ``when:`` is false. A unit has work when its decision is
+    anything but "nothing to do" (apply, a reconcile to record, a blocked unit that must fail its
+    task) and it is active; a unit without a decision has work (its task decides).
+
+    Only the idle units *before* the first unit with work are skipped: a failure must still stop
+    every later unit, and in Airflow it reaches them only through tasks that are not finished yet
+    (a task already skipped passes nothing on). Later idle units skip themselves when they start.
+    A stage's rollback task is skipped when no unit of the stage has work: it can find no failure
+    there (a unit that runs may fail, and its rollback task must then run). ``plan`` and ``undo``
+    runs apply nothing.
     """
-    every = frozenset(u.id for s in stages for u in s.units)
+    every = [u.id for s in stages for u in s.units]
     if action != "apply":
-        return Skips(every, frozenset(s.name for s in stages), undo=action != "undo", complete=action == "plan")
+        return Skips(
+            frozenset(every), frozenset(s.name for s in stages), undo=action != "undo", complete=action == "plan"
+        )
     done = {d.unit.id for d in decisions if d.nothing_to_do}
-    units = frozenset(uid for uid in every if uid in done or uid in inactive)  # a unit not decided runs
-    return Skips(units, frozenset(s.name for s in stages if all(u.id in units for u in s.units)), undo=True)
+    idle = {uid for uid in every if uid in done or uid in inactive}
+    first_work = next((i for i, uid in enumerate(every) if uid not in idle), len(every))
+    units = frozenset(every[:first_work])
+    return Skips(units, frozenset(s.name for s in stages if all(u.id in idle for u in s.units)), undo=True)
 
 
 def decide(

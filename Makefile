@@ -4,28 +4,37 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install demo test test-fast lint bench reliability clean
+.PHONY: install demo test test-fast lint verify bench reliability clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(UV) pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e '.[all,test]'
+	# System packages first: mysqlclient compiles against libmysqlclient during the pip install.
 	bash scripts/system_deps.sh
+	$(UV) pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e '.[all,test]'
 	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check flamingock_provider tests bench dags
 	$(VENV)/bin/mypy
 
-# Everything: unit, integration, slow, e2e (real Airflow) and the reliability suite (reduced counts).
-test: install lint
+# Everything: lint, the SPIN models, unit, integration, slow, e2e (real Airflow) and the reliability suite
+# (reduced counts).
+test: install lint verify
 	$(VENV)/bin/pytest -q
 
 # The inner loop: everything but the e2e, reliability and slow tests (markers in pyproject.toml).
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not e2e and not reliability and not slow"
+
+# The lease and audit protocol, model-checked with SPIN (issue 21): the model-to-code mapping first,
+# then every model configuration (verification/README.md); binaries and trails in verification/.build/.
+verify:
+	@command -v spin >/dev/null 2>&1 || bash scripts/system_deps.sh
+	python3 verification/check_mapping.py
+	bash verification/run_models.sh
 
 demo: install
 	bash scripts/demo.sh
@@ -37,6 +46,7 @@ bench: install
 	$(PY) bench/history_growth.py
 	$(PY) bench/throughput.py
 	$(PY) bench/apply_vs_alembic.py
+	$(PY) bench/sql_servers.py
 	$(PY) bench/mongo_overhead.py
 	$(PY) bench/airflow_run_cost.py
 

@@ -18,7 +18,8 @@ from typing import Any
 from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
 from flamingock_provider.core.loader import validate_pipeline
 from flamingock_provider.core.model import LeaseInfo
-from flamingock_provider.core.workspace import Workspace, holding, new_run, open_workspace
+from flamingock_provider.core.targets import TargetFactory
+from flamingock_provider.core.workspace import Workspace, cli_renderer, holding, new_run, open_workspace
 from flamingock_provider.exceptions import FlamingockError, UsageError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "plan",
     "status",
     "undo",
+    "undo_plan",
     "unlock",
     "validate",
     "workspace",
@@ -49,38 +51,101 @@ def _lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:
 
 
 def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check a pipeline folder; list stages, units, errors and warnings."""
+    """Parse and check a pipeline folder; list stages, units, risks, errors and warnings."""
+    from flamingock_provider.targets.risk import pipeline_risks
+
     report = validate_pipeline(pipeline_dir)
-    stages = []
+    stages: list[dict[str, Any]] = []
+    risks: list[dict[str, Any]] = []
+    warnings = [{"file": i.file, "message": i.message} for i in report.warnings]
     if report.pipeline is not None:
+        from flamingock_provider.targets.sql_validate import sql_target_notes
+
         stages = [{"name": s.name, "changes": [u.id for u in s.units]} for s in report.pipeline.stages]
+        assessed = pipeline_risks(report.pipeline)
+        risks = [r.to_json() for r in assessed]
+        files = {u.id: u.source_file for u in report.pipeline.units}
+        warnings += [{"file": files[r.unit_id], "message": r.warning} for r in assessed if r.warning]
+        warnings += [{"file": i.file, "message": i.message} for i in sql_target_notes(report.pipeline)]
     return {
         "ok": not report.errors,
         "pipeline": report.pipeline.id if report.pipeline else None,
         "errors": [{"file": i.file, "message": i.message} for i in report.errors],
-        "warnings": [{"file": i.file, "message": i.message} for i in report.warnings],
+        "warnings": warnings,
         "stages": stages,
+        "risks": risks,
     }
 
 
 def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Each unit's latest state and next action, and the lock holder.
+    """Each unit's latest state, next action and risk, and the lock holder.
 
     Read without the lease: a unit the live holder is applying right now is ``running``, never blocked.
     """
+    from flamingock_provider.targets.risk import plan_details
+
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()
-        decisions = ws.engine().plan(live_token=holder.token if holder else None)
+        snapshot, holder = ws.observe()
+        decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
+    details = plan_details(ws.pipeline, decisions, targets=None, renderer=None)
+    changes = [{**decision_json(ws.pipeline_dir, d), "risk": details[d.unit.id]["risk"]} for d in decisions]
+    return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
+
+
+def plan(
+    pipeline_dir: str | os.PathLike[str],
+    *,
+    sql: bool = False,
+    params: Mapping[str, Any] | None = None,
+    targets: TargetFactory | None = None,
+) -> dict[str, Any]:
+    """What ``apply`` would do now, with each pending unit's risk and impact: no lock taken, nothing changed.
+
+    ``sql``: add ``rendered``, the exact statements or payloads apply would send, rendered with ``params``.
+    """
+    from flamingock_provider.targets import open_target
+    from flamingock_provider.targets.risk import plan_details
+
+    with workspace(pipeline_dir) as ws:
+        snapshot, holder = ws.observe()
+        decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
+    renderer = cli_renderer(new_run("plan", params))
+    details = plan_details(ws.pipeline, decisions, targets=targets or open_target, renderer=renderer, sql=sql)
+    changes = [{**decision_json(ws.pipeline_dir, d), **details[d.unit.id]} for d in decisions]
+    return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
+
+
+def undo_plan(
+    pipeline_dir: str | os.PathLike[str],
+    to: str | None = None,
+    last: int | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``undo`` would roll back, newest first, and the rollbacks it would send: no lock, no change."""
+    from flamingock_provider.core import preview
+    from flamingock_provider.targets.risk import plan_details
+
+    with workspace(pipeline_dir) as ws:
+        snapshot, holder = ws.observe()
+        engine = ws.engine()
+        live = holder.token if holder else None
+        units = engine.undo_targets(to, last, live_token=live, snapshot=snapshot)
+        decisions = {d.unit.id: d for d in engine.plan(snapshot, live_token=live)}
+    renderer = cli_renderer(new_run("plan", params))
+    details = plan_details(ws.pipeline, [decisions[u.id] for u in units], targets=None, renderer=None)
     return {
         "pipeline": ws.pipeline.id,
-        "lock": _lock_json(holder),
-        "changes": [decision_json(ws.pipeline_dir, d) for d in decisions],
+        "undo": [
+            {
+                "id": u.id,
+                "stage": u.stage,
+                "risk": details[u.id]["risk"],
+                "rollback": preview.rollbacks(ws.pipeline, u, renderer, decisions[u.id].latest),
+            }
+            for u in units
+        ],
     }
-
-
-def plan(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """What ``apply`` would do now: no lock taken, nothing changed."""
-    return status(pipeline_dir)
 
 
 def apply(
@@ -105,8 +170,8 @@ def undo(
 ) -> dict[str, Any]:
     """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()  # bad arguments fail before waiting for the lease
-        ws.engine().undo_targets(to, last, live_token=holder.token if holder else None)
+        snapshot, holder = ws.observe()  # bad arguments fail before waiting for the lease
+        ws.engine().undo_targets(to, last, live_token=holder.token if holder else None, snapshot=snapshot)
         with holding(ws, owner) as lease:
             return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
 
@@ -136,8 +201,8 @@ def fix(
     if as_ not in FIX_STATES:
         raise UsageError(f"--as must be one of {', '.join(FIX_STATES)}, got {as_!r}")
     with workspace(pipeline_dir) as ws:
-        holder = ws.holder()
-        ws.engine().refuse_running(change_id, holder.token if holder else None, holder.owner if holder else None)
+        snapshot, holder = ws.observe()
+        ws.engine().refuse_running(change_id, snapshot, holder)
         with holding(ws, owner) as lease:
             entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, FIX_STATES[as_], accept_checksum)
     return {

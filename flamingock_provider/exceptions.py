@@ -6,6 +6,12 @@
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
      ├── UnitExecutionError               a change unit's apply or rollback raised
+     │    └── CheckFailedError            a precondition halted the run before its unit (SPEC §14)
+     ├── CheckError                       a precondition could not be evaluated
+     │    └── CheckTimeoutError           ... within its timeout_seconds (it was cut off)
+     ├── ReadTimeoutError                 a bounded read (a check, a `plan` impact count) ran out of time
+     ├── StatementError                   a SQL statement failed on its target (names statement and server message)
+     │    └── TableLockTimeoutError       it waited longer than the target's lock_timeout_seconds for a table lock
      ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── ChangeRunningError               the unit is being applied by the live lease holder now
@@ -104,6 +110,71 @@ class TargetError(FlamingockError):
 
     def _fields(self) -> tuple[object, ...]:
         return (str(self), self.code)
+
+
+class CheckFailedError(UnitExecutionError):
+    """A precondition said no (or could not answer) and halted the run before its unit; nothing ran."""
+
+    def __init__(self, unit_id: str, message: str, outcome: dict[str, object]) -> None:
+        self.outcome = outcome
+        self.message = message
+        super().__init__(unit_id, "precondition", CheckError(message))
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit_id, self.message, self.outcome)
+
+
+class CheckError(FlamingockError):
+    """A precondition could not be evaluated: it timed out or its target failed."""
+
+
+class CheckTimeoutError(CheckError):
+    """A precondition did not answer within its ``timeout_seconds``; it was cut off."""
+
+
+class ReadTimeoutError(FlamingockError):
+    """A read-only, time-bounded query did not finish in time and was interrupted."""
+
+
+class StatementError(FlamingockError):
+    """A SQL statement failed on its target; the message names the statement and the server's answer."""
+
+    def __init__(self, statement: str, target: str, detail: str) -> None:
+        self.statement = statement
+        self.target = target
+        self.detail = detail
+        super().__init__(
+            f"statement {_preview(statement)!r} failed on target {target!r}: {detail}; fix the statement (or the "
+            f"data it meets) and run again"
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.statement, self.target, self.detail)
+
+
+class TableLockTimeoutError(StatementError):
+    """A statement waited longer than ``lock_timeout_seconds`` for a table lock and was cancelled."""
+
+    def __init__(self, statement: str, target: str, table: str | None, seconds: float, detail: str) -> None:
+        self.table = table
+        self.seconds = seconds
+        what = f"table {table}" if table else "its table"
+        FlamingockError.__init__(
+            self,
+            f"statement {_preview(statement)!r} on target {target!r} waited more than {seconds:g} s for the lock "
+            f"on {what} (lock_timeout_seconds) and was cancelled ({detail}): another session holds that table lock "
+            f"(a long query or an open transaction). Find the holder (pg_stat_activity / SHOW PROCESSLIST) and run "
+            f"again when it is done, or raise lock_timeout_seconds",
+        )
+        self.statement, self.target, self.detail = statement, target, detail
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.statement, self.target, self.table, self.seconds, self.detail)
+
+
+def _preview(statement: str, limit: int = 80) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class BlockedError(FlamingockError):

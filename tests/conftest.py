@@ -21,6 +21,9 @@ pytest_plugins = [
     "tests.fixtures.moto_server",
     "tests.fixtures.redis_server",
     "tests.fixtures.statsd_server",
+    "tests.fixtures.postgres_server",
+    "tests.fixtures.mariadb_server",
+    "tests.fixtures.sql_databases",
 ]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -69,7 +69,7 @@ def test_every_connection_the_example_pipelines_use_is_preset(compose: dict[str,
             raw = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
             assert raw, f"{folder.name}: connection {conn_id} is not preset"
             conn = parse_env_connection(conn_id, raw)
-            assert conn.conn_type in {"sqlite", "mongo", "aws", "http", "redis", "kafka"}
+            assert conn.conn_type in {"sqlite", "postgres", "mongo", "aws", "http", "redis", "kafka"}
     aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
     assert aws["extra"]["endpoint_url"] == "http://moto:5000"
     assert json.loads(env["AIRFLOW_CONN_MONGO_CATALOG"])["host"] == "mongo"
@@ -85,3 +85,15 @@ def test_kafka_runs_in_kraft_mode_advertised_to_the_airflow_services(compose: di
     assert "localhost:9092" in " ".join(kafka["healthcheck"]["test"])
     for service in AIRFLOW_SERVICES:
         assert compose["services"][service]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_the_warehouse_example_runs_on_postgres_with_its_audit_store_there(compose: dict[str, Any]) -> None:
+    env = env_of(compose, "airflow-scheduler")
+    conn = parse_env_connection("warehouse_db", env["AIRFLOW_CONN_WAREHOUSE_DB"])
+    assert (conn.conn_type, conn.host, conn.schema) == ("postgres", "postgres", "warehouse")
+    pipeline = load_pipeline(REPO / "dags" / "changes" / "warehouse")
+    assert pipeline.audit.conn_id == "warehouse_db" == pipeline.targets["warehouse"].conn_id
+    init = [v for v in compose["services"]["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    [mount] = init
+    script = (REPO / mount.split(":")[0]).read_text()
+    assert "CREATE DATABASE warehouse" in script

@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--traceback", action="store_true", help="show the Python traceback on errors")
     common.add_argument("-v", "--verbose", action="store_true", help="log each step")
     sub.add_parser("validate", parents=[common], help="parse and check the pipeline folder")
-    sub.add_parser("plan", parents=[common], help="what apply would do now (no lock, no change)")
-    sub.add_parser("status", parents=[common], help="each change's latest state and next action")
+    p = sub.add_parser(
+        "plan", parents=[common], help="what apply would do now, with risk and impact (no lock, no change)"
+    )
+    p.add_argument("--sql", action="store_true", help="also show the exact statements and payloads apply would send")
+    sub.add_parser("status", parents=[common], help="each change's latest state, next action and risk")
     p = sub.add_parser("apply", parents=[common], help="apply pending changes under the lock")
     p.add_argument("--until", metavar="ID", help="stop after this change")
     p = sub.add_parser("history", parents=[common], help="audit entries, oldest first")
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--to", metavar="ID", help="roll back every applied change after ID")
     group.add_argument("--last", metavar="N", type=int, help="roll back the last N applied changes")
+    p.add_argument("--plan", action="store_true", help="only show the rollbacks undo would run (no lock, no change)")
     p = sub.add_parser("fix", parents=[common], help="resolve a blocked change")
     p.add_argument("change_id", metavar="ID")
     p.add_argument("--as", dest="as_", required=True, choices=list(FIX_STATES))
@@ -57,11 +61,15 @@ def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[
     d = args.pipeline_dir
     table: dict[str, Callable[[], tuple[dict[str, Any], Callable[[dict[str, Any]], str]]]] = {
         "validate": lambda: (commands.validate(d), render.render_validate),
-        "plan": lambda: (commands.plan(d), render.render_status),
+        "plan": lambda: (commands.plan(d, sql=args.sql), render.render_plan),
         "status": lambda: (commands.status(d), render.render_status),
         "apply": lambda: (commands.apply(d, args.until), render.render_run),
         "history": lambda: (commands.history(d, args.change), render.render_history),
-        "undo": lambda: (commands.undo(d, to=args.to, last=args.last), render.render_run),
+        "undo": lambda: (
+            (commands.undo_plan(d, to=args.to, last=args.last), render.render_undo_plan)
+            if args.plan
+            else (commands.undo(d, to=args.to, last=args.last), render.render_run)
+        ),
         "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum), render.render_fix),
         "unlock": lambda: (commands.unlock(d, args.force), render.render_unlock),
     }
@@ -71,7 +79,7 @@ def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[
 def exit_code_of(command: str, doc: dict[str, Any]) -> int:
     if command == "validate":
         return 0 if doc["ok"] else 1
-    if command in ("apply", "undo"):
+    if command in ("apply", "undo") and "undo" not in doc:
         return 1 if doc.get("failed") else 4 if doc.get("blocked") else 0
     return 0
 

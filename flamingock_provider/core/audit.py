@@ -95,6 +95,8 @@ def build_entry(
     error: BaseException | None = None,
     undo_state: Any = None,
     lock_token: int | None = None,
+    risk: str | None = None,
+    check_outcome: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
     """Return the SPEC §6 entry of one state transition of ``unit`` in ``run``."""
     return AuditEntry(
@@ -126,4 +128,6 @@ def build_entry(
         hostname=run.hostname,
         metadata=dict(pipeline.metadata),
         undo_state=undo_state,
+        risk=risk,
+        check_outcome=None if check_outcome is None else dict(check_outcome),
     )

@@ -25,6 +25,7 @@ from flamingock_provider.core.model import (
     Action,
     AuditEntry,
     ChangeUnit,
+    LeaseInfo,
     NextAction,
     OnFailure,
     Pipeline,
@@ -45,6 +46,7 @@ from flamingock_provider.core.plan import (
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.exceptions import (
     ChangeRunningError,
+    CheckFailedError,
     ConfigurationError,
     DriftNotAcceptedError,
     UnitExecutionError,
@@ -68,6 +70,7 @@ class RunResult:
     failed: dict[str, str] | None = None
     blocked: dict[str, Any] | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)  # unit id -> what its preconditions decided
 
     @property
     def exit_code(self) -> int:
@@ -84,6 +87,7 @@ class RunResult:
         out.update(failed=self.failed, blocked=self.blocked)
         if self.kind is RunKind.APPLY:
             out["compensated"] = self.compensated
+            out["checks"] = self.checks
         return out
 
 
@@ -231,10 +235,18 @@ class Engine:
             result.skip([unit], f"when {unit.when!r} is false")
             return True
         try:
-            self.executor.apply(unit)
+            entry = self.executor.apply(unit)
         except UnitExecutionError as err:
+            if isinstance(err, CheckFailedError):
+                result.checks[unit.id] = str(err.outcome.get("outcome"))
             result.failed = {"id": unit.id, "error": str(err.cause)}
             return False
+        outcome = entry.check_outcome
+        if outcome is not None:
+            result.checks[unit.id] = str(outcome.get("outcome"))
+        if entry.state is State.CHECK_FAILED or (outcome is not None and outcome.get("outcome") == "mark_applied"):
+            result.skip([unit], f"its preconditions said {outcome.get('outcome') if outcome else 'no'}: nothing ran")
+            return True
         result.done.append(unit.id)
         return True
 
@@ -360,13 +372,18 @@ class Engine:
     # -- undo -------------------------------------------------------------------------------
 
     def undo_targets(
-        self, to: str | None = None, last: int | None = None, *, live_token: int | None = None
+        self,
+        to: str | None = None,
+        last: int | None = None,
+        *,
+        live_token: int | None = None,
+        snapshot: Snapshot | None = None,
     ) -> list[ChangeUnit]:
         """Units an undo rolls back, newest first. Raises before anything changes when one can't be.
 
         ``live_token``: the live holder's token when called without the lease (to check arguments early).
         """
-        return self._undo_plan(self.snapshot(), to, last, live_token)
+        return self._undo_plan(self.snapshot() if snapshot is None else snapshot, to, last, live_token)
 
     def _undo_plan(
         self, latest: Snapshot, to: str | None, last: int | None, live_token: int | None = None
@@ -417,12 +434,16 @@ class Engine:
 
     # -- fix --------------------------------------------------------------------------------
 
-    def refuse_running(self, unit_id: str, live_token: int | None, holder: str | None = None) -> None:
-        """Raise :class:`ChangeRunningError` when ``unit_id`` is being applied by the live lease holder."""
+    def refuse_running(self, unit_id: str, snapshot: Snapshot, holder: LeaseInfo | None) -> None:
+        """Raise :class:`ChangeRunningError` when ``unit_id`` is being applied by the live lease holder.
+
+        ``snapshot`` must be read before ``holder`` (:meth:`Workspace.observe`).
+        """
         self.require_unit(unit_id, "fix")
         unit = self.pipeline.unit(unit_id)
-        if decide(unit, self.snapshot().get(unit_id), live_token=live_token).action is NextAction.RUNNING:
-            raise ChangeRunningError(unit_id, holder)
+        live = holder.token if holder else None
+        if decide(unit, snapshot.get(unit_id), live_token=live).action is NextAction.RUNNING:
+            raise ChangeRunningError(unit_id, holder.owner if holder else None)
 
     def fix(self, unit_id: str, state: State, accept_checksum: bool = False) -> AuditEntry:
         """Record ``state`` (marked applied or rolled back by hand, after checking the target) for a unit."""

@@ -17,15 +17,27 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from flamingock_provider.core.audit import AuditStore, RunInfo, build_entry
+from flamingock_provider.core.checks import (
+    DEFAULT_TIMEOUT_S as DEFAULT_CHECK_TIMEOUT_S,
+)
+from flamingock_provider.core.checks import (
+    CheckEvaluator,
+    CheckOutcome,
+    Observation,
+    bounded,
+    run_checks,
+)
 from flamingock_provider.core.context import ChangeContext, StringRenderer
 from flamingock_provider.core.lease import Lease
 from flamingock_provider.core.model import (
     Action,
     AuditEntry,
     ChangeUnit,
+    CheckSpec,
     Pipeline,
     State,
     Step,
+    TargetConfig,
     TxStrategy,
     UnitKind,
 )
@@ -33,6 +45,7 @@ from flamingock_provider.core.sinks import Sink, emit
 from flamingock_provider.core.targets import TargetFactory, TargetSession
 from flamingock_provider.core.template import get_template
 from flamingock_provider.exceptions import (
+    CheckFailedError,
     ConfigurationError,
     FlamingockError,
     LeaseLostError,
@@ -66,6 +79,8 @@ class UnitExecutor:
         log: logging.Logger | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         sinks: Sequence[Sink] = (),
+        checks: CheckEvaluator | None = None,
+        risk_of: Callable[[ChangeUnit], str | None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -78,6 +93,10 @@ class UnitExecutor:
         self._modules: dict[str, Any] = {}
         self.sinks = list(sinks)
         self._pending: list[AuditEntry] = []
+        self.checks = checks
+        self.risk_of = risk_of
+        self._outcomes: dict[str, Mapping[str, Any]] = {}  # unit id -> its check outcome, while it runs
+        self._risks: dict[str, str | None] = {}
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -113,6 +132,8 @@ class UnitExecutor:
             undo_state=undo_state,
             lock_token=self.lease.token if self.lease else None,
             created_at=self._now(),
+            risk=self._risk(unit),
+            check_outcome=self._outcomes.get(unit.id) if action is Action.APPLY else None,
         )
         stored = self.store.append(entry, fence=fence, tx=tx)
         if tx is None:
@@ -139,7 +160,25 @@ class UnitExecutor:
     # -- apply ------------------------------------------------------------------------------
 
     def apply(self, unit: ChangeUnit) -> AuditEntry:
-        """Apply ``unit``; return its APPLIED entry or raise UnitExecutionError after recording FAILED."""
+        """Apply ``unit``; return its APPLIED entry or raise UnitExecutionError after recording FAILED.
+
+        Its preconditions run first (SPEC §14): a ``skip`` returns the CHECK_FAILED entry, a
+        ``mark_applied`` the APPLIED one, without running the unit; ``halt`` raises CheckFailedError.
+        """
+        if unit.has_preconditions:
+            outcome = self.preconditions(unit)
+            self._outcomes[unit.id] = outcome.to_json()
+            try:
+                if not outcome.runs_unit:
+                    return self._check_said_no(unit, outcome)
+                if outcome.decision == "warn":
+                    self.log.warning("%s", outcome.message)
+                return self._apply(unit)
+            finally:
+                self._outcomes.pop(unit.id, None)
+        return self._apply(unit)
+
+    def _apply(self, unit: ChangeUnit) -> AuditEntry:
         session, shared = self._open(unit)
         try:
             self._guard_target()
@@ -165,7 +204,7 @@ class UnitExecutor:
         if unit.kind is UnitKind.PYTHON:  # an aws session's boto3 calls cannot join its transaction
             return bool(getattr(session, "python_transactions", True))
         template = get_template(unit.template or "")
-        return all(template.is_transactional(step.apply) for step in unit.steps)
+        return all(template.is_transactional_on(step.apply, session, self.pipeline.path) for step in unit.steps)
 
     def _apply_in(self, unit: ChangeUnit, session: TargetSession | None, strategy: TxStrategy) -> AuditEntry:
         """The one apply sequence of SPEC §8, whatever the strategy.
@@ -269,6 +308,84 @@ class UnitExecutor:
             except Exception as err:
                 raise StepFailure(index, done, err) from err
         return done
+
+    # -- preconditions ----------------------------------------------------------------------
+
+    def preconditions(self, unit: ChangeUnit) -> CheckOutcome:
+        """Evaluate the unit's checks (and a Python unit's check(ctx)) under the lease, each time-bounded."""
+        if self.checks is None:
+            raise ConfigurationError(
+                f"change {unit.id!r} has preconditions, but this runner was built without a check evaluator"
+            )
+        self._guard_target()
+        python = self._python_check(unit) if unit.has_check else None
+        with self._heartbeat():
+            return run_checks(unit, lambda check: self._evaluate(unit, check), python)
+
+    def _evaluate(self, unit: ChangeUnit, check: CheckSpec) -> Observation:
+        assert self.checks is not None
+        evaluator = self.checks
+        config = self.pipeline.targets.get(check.target) if check.target else self.pipeline.target_of(unit)
+        if config is None:
+            raise ConfigurationError(f"change {unit.id!r}: precondition {check.label} has no target; set 'target:'")
+        what = f"change {unit.id!r}: precondition {check.label}"
+
+        def evaluate(session: TargetSession | None) -> Observation:
+            assert session is not None  # a check always has a target (config above)
+            return evaluator.evaluate(check, session)
+
+        return cast(Observation, self._in_session(config, evaluate, check.timeout_seconds, what))
+
+    def _python_check(self, unit: ChangeUnit) -> Callable[[], Any]:
+        module = self._module(unit)  # imported here, not in the worker thread
+        config = self.pipeline.target_of(unit)
+        what = f"change {unit.id!r}: check(ctx)"
+        return lambda: self._in_session(
+            config, lambda s: module.check(self.context(unit, s)), DEFAULT_CHECK_TIMEOUT_S, what
+        )
+
+    def _in_session(
+        self, config: TargetConfig | None, call: Callable[[TargetSession | None], Any], timeout: float, what: str
+    ) -> Any:
+        """Run ``call`` on a session opened in a worker thread, cut off (and cancelled) after ``timeout``."""
+        opened: list[TargetSession] = []
+
+        def run() -> Any:
+            session = self.targets(config) if config is not None else None
+            if session is not None:
+                opened.append(session)
+            try:
+                return call(session)
+            finally:
+                if session is not None:
+                    session.close()
+
+        def cancel() -> None:
+            if opened and self.checks is not None:
+                self.checks.cancel(opened[0])
+
+        return bounded(run, timeout, what, cancel)
+
+    def _check_said_no(self, unit: ChangeUnit, outcome: CheckOutcome) -> AuditEntry:
+        state = outcome.state or State.CHECK_FAILED
+        entry = self.record(unit, state, Action.APPLY)
+        if outcome.decision in ("halt", "error"):
+            self.log.error("%s", outcome.message)
+            raise CheckFailedError(unit.id, outcome.message, outcome.to_json())
+        self.log.warning("%s", outcome.message)
+        return entry
+
+    def _risk(self, unit: ChangeUnit) -> str | None:
+        """The unit's risk level for its audit entries, analysed once per unit and run."""
+        if self.risk_of is None:
+            return None
+        if unit.id not in self._risks:
+            try:
+                self._risks[unit.id] = self.risk_of(unit)
+            except Exception:  # the risk label must never stop an audit write
+                self.log.debug("risk of %s not computed", unit.id, exc_info=True)
+                self._risks[unit.id] = None
+        return self._risks[unit.id]
 
     # -- rollback ---------------------------------------------------------------------------
 

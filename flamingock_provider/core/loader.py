@@ -108,7 +108,7 @@ def validate_pipeline(path: str | os.PathLike[str]) -> ValidationReport:
 
 def _lease_warnings(pipeline: Pipeline, config_file: str) -> list[ValidationIssue]:
     """Warn when the lease and the audit log live in different systems (SPEC §9)."""
-    if pipeline.lock.conn_id is None:
+    if pipeline.lock.conn_id is None or pipeline.lock.conn_id == pipeline.audit.conn_id:
         return []
     audit = pipeline.audit.conn_id or "the embedded SQLite store"
     return [

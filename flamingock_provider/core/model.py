@@ -18,6 +18,7 @@ class State(str, enum.Enum):
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
     MANUAL_MARKED_AS_APPLIED = "MANUAL_MARKED_AS_APPLIED"
     MANUAL_MARKED_AS_ROLLED_BACK = "MANUAL_MARKED_AS_ROLLED_BACK"
+    CHECK_FAILED = "CHECK_FAILED"  # a precondition said no; nothing was executed (SPEC §14)
 
 
 class Action(str, enum.Enum):
@@ -55,6 +56,15 @@ class LockMode(str, enum.Enum):
     POKE = "poke"
 
 
+class OnCheckFail(str, enum.Enum):
+    """What a failed precondition does (SPEC §14)."""
+
+    HALT = "halt"
+    SKIP = "skip"
+    MARK_APPLIED = "mark_applied"
+    WARN = "warn"
+
+
 class NextAction(str, enum.Enum):
     APPLY = "apply"
     SKIP = "skip"
@@ -76,6 +86,8 @@ class RunKind(str, enum.Enum):
 
 APPLIED_STATES = frozenset({State.APPLIED, State.MANUAL_MARKED_AS_APPLIED})
 ROLLED_BACK_STATES = frozenset({State.ROLLED_BACK, State.MANUAL_MARKED_AS_ROLLED_BACK})
+# Latest states after which a run applies the unit again (SPEC §7); CHECK_FAILED runs its checks again.
+REAPPLY_STATES = ROLLED_BACK_STATES | {State.CHECK_FAILED}
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class AuditConfig:
 
     conn_id: str | None = None
     database: str | None = None
+    schema: str | None = None  # PostgreSQL: the schema of the audit tables (default: the search_path)
     table: str = "flamingock_audit_log"
     lock_table: str = "flamingock_lock"
 
@@ -116,6 +129,21 @@ class Step:
 
 
 @dataclass(frozen=True)
+class CheckSpec:
+    """One precondition of a unit: ``kind`` (sql, mongo, dynamodb, s3, http) and its fields.
+
+    ``label`` names it in messages and audit entries (``checks[0] sql``); ``target`` is the target it
+    runs on (None: the unit's own).
+    """
+
+    kind: str
+    spec: Mapping[str, Any]
+    label: str
+    target: str | None = None
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class ChangeUnit:
     id: str
     author: str
@@ -134,6 +162,14 @@ class ChangeUnit:
     when: str | None = None
     has_rollback: bool = False  # python units: a rollback() is defined
     payload_checksum: str | None = None  # sha256 over the `file:` payloads it references
+    risk: str | None = None  # the declared level (`risk:` / RISK), see core.risk
+    checks: tuple[CheckSpec, ...] = ()
+    on_check_fail: OnCheckFail = OnCheckFail.HALT
+    has_check: bool = False  # python units: a check(ctx) is defined
+
+    @property
+    def has_preconditions(self) -> bool:
+        return bool(self.checks) or self.has_check
 
     @property
     def change_type(self) -> str:
@@ -231,6 +267,8 @@ class AuditEntry:
     hostname: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     undo_state: Any = None  # what a rollback needs that only apply could know (e.g. generated ids)
+    risk: str | None = None  # the unit's risk level when the entry was written (SPEC §14)
+    check_outcome: Mapping[str, Any] | None = None  # what its preconditions saw and decided (SPEC §14)
     seq: int | None = None  # store-assigned order, None until stored
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +304,8 @@ class AuditEntry:
         if isinstance(err, Mapping):
             kwargs["error"] = ErrorInfo(err.get("type", ""), err.get("message", ""), err.get("trace", ""))
         kwargs["metadata"] = dict(kwargs.get("metadata") or {})
+        if kwargs.get("check_outcome") is not None:
+            kwargs["check_outcome"] = dict(kwargs["check_outcome"])
         return cls(**kwargs)
 
 

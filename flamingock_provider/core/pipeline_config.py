@@ -32,6 +32,7 @@ PIPELINE_KEYS = (
 STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
 NAME_PATTERN = r"[A-Za-z0-9._-]+"
 TABLE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+MAX_LOCK_TIMEOUT_S = 86400
 
 
 def pipeline_settings(
@@ -138,10 +139,11 @@ def _metadata(fields: Fields) -> dict[str, Any]:
 
 def _audit(fields: Fields) -> AuditConfig:
     sub = Fields(fields.mapping("audit") or {}, fields.errors, prefix="audit.")
-    sub.check_keys(("conn_id", "database", "table"))
+    sub.check_keys(("conn_id", "database", "schema", "table"))
     values = {
         "conn_id": sub.text("conn_id"),
         "database": sub.text("database"),
+        "schema": sub.text("schema", pattern=TABLE_PATTERN, rule="use letters, digits and '_'"),
         "table": sub.text("table", pattern=TABLE_PATTERN, rule="use letters, digits and '_'"),
     }
     return AuditConfig(**{key: value for key, value in values.items() if value is not None})
@@ -180,10 +182,16 @@ def _target(name: Any, spec: Any, errors: list[str]) -> TargetConfig | None:
         errors.append(f"field 'targets.{name}': must be a mapping {{conn_id, database}}, got {describe(spec)}")
         return None
     fields = Fields(spec, errors, prefix=f"targets.{name}.")
-    fields.check_keys(("conn_id", "database"))
+    fields.check_keys(("conn_id", "database", "lock_timeout_seconds"))
     conn_id = fields.text("conn_id", required=True)
     database = fields.text("database")
-    return TargetConfig(name=name, conn_id=conn_id, database=database) if conn_id else None
+    # SQL targets: how long one statement may queue for a table lock before it fails (SPEC §3).
+    lock_timeout = fields.number("lock_timeout_seconds")
+    if lock_timeout is not None and lock_timeout > MAX_LOCK_TIMEOUT_S:
+        fields.error("lock_timeout_seconds", f"{lock_timeout!r} is more than a day; give seconds, e.g. 10")
+        lock_timeout = None
+    options = {} if lock_timeout is None else {"lock_timeout_seconds": lock_timeout}
+    return TargetConfig(name=name, conn_id=conn_id, database=database, options=options) if conn_id else None
 
 
 def _default_target(fields: Fields, targets: dict[str, TargetConfig] | None) -> str | None:

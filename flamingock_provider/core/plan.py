@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flamingock_provider.core.model import (
     APPLIED_STATES,
-    ROLLED_BACK_STATES,
+    REAPPLY_STATES,
     AuditEntry,
     ChangeUnit,
     NextAction,
@@ -130,8 +130,9 @@ def decide(
     (status, plan): that holder's STARTED entries are ``running``, never blocked.
     """
     state = latest.state if latest else None
-    if latest is None or state in ROLLED_BACK_STATES:
-        return Decision(unit, latest, NextAction.APPLY)
+    if latest is None or state in REAPPLY_STATES:
+        reason = "its preconditions said no last time: they run again" if state is State.CHECK_FAILED else ""
+        return Decision(unit, latest, NextAction.APPLY, reason)
     if state in APPLIED_STATES:
         return _decide_applied(unit, latest)
     if state is State.STARTED and live_token is not None and latest.lock_token == live_token:

@@ -7,6 +7,7 @@ Parsing never executes the file: ``ID = "x"`` and friends are read as literals, 
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import re
 import sys
@@ -17,7 +18,10 @@ from typing import Any
 from flamingock_provider.core.model import ChangeUnit, Pipeline, UnitKind
 from flamingock_provider.exceptions import ConfigurationError
 
-SETTINGS = ("ID", "AUTHOR", "DESCRIPTION", "TARGET", "TRANSACTIONAL", "RECOVERY", "RUN_ALWAYS", "WHEN")
+SETTINGS = (
+    *("ID", "AUTHOR", "DESCRIPTION", "TARGET", "TRANSACTIONAL", "RECOVERY", "RUN_ALWAYS", "WHEN"),
+    *("RISK", "ON_CHECK_FAIL"),
+)
 MODULE_PREFIX = "flamingock_units"
 
 
@@ -30,6 +34,7 @@ class PythonSource:
     invalid: set[str] = field(default_factory=set)  # settings already reported as not literal
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_python_source(text: str) -> PythonSource:
@@ -56,6 +61,12 @@ def _read_statement(node: ast.stmt, found: PythonSource) -> None:
         found.functions[node.name] = node
         return
     target, value = _assignment(node)
+    if target is not None and target not in SETTINGS and target.isupper():
+        close = difflib.get_close_matches(target, SETTINGS, n=1, cutoff=0.75)
+        if close:  # a typo of a setting would silently not apply (e.g. ON_CHECK_FAILS, RISKS)
+            found.warnings.append(
+                f"field {target!r} (line {node.lineno}): not a unit setting (did you mean {close[0]!r}?)"
+            )
     if target in SETTINGS and value is not None:
         try:
             found.settings[target.lower()] = ast.literal_eval(value)
@@ -79,7 +90,7 @@ def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
 def _check_functions(found: PythonSource) -> None:
     if "apply" not in found.functions:
         found.errors.append("no top-level 'def apply(ctx)': a Python unit must define apply(ctx)")
-    for name in ("apply", "rollback"):
+    for name in ("apply", "rollback", "check"):
         func = found.functions.get(name)
         if func is None:
             continue

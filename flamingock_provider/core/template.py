@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from flamingock_provider.exceptions import ConfigurationError
@@ -104,6 +105,33 @@ class Template:
 
     def is_transactional(self, apply: Mapping[str, Any]) -> bool:
         return self.transactional
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        """Return ``(level, reason)`` pairs for one apply payload (see core.risk); reasons name the operation."""
+        return [("unknown", f"template {self.name!r} reports no risk of its own; declare 'risk:' in the unit")]
+
+    def rendered(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
+        """What :meth:`apply` sends for ``payload`` (already Jinja-rendered): ``plan --sql`` shows it."""
+        return dict(payload)
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        """Read (never write), within ``timeout`` seconds, what ``payload`` would touch; None when unknown.
+
+        ``payload`` is Jinja-rendered; ``ctx.target_session`` is the unit's target.
+
+        The hook ``plan`` calls for a pending rewrite or destructive unit: the SQL, mongo, dynamodb and s3
+        templates count rows, documents, items and objects; a template family that can tell (e.g. kafka
+        topic partitions) overrides it.
+        """
+        return None
+
+    def is_transactional_on(self, apply: Mapping[str, Any], session: Any, root: Path) -> bool:
+        """Whether the payload runs in a transaction on this target session (e.g. no DDL on MySQL)."""
+        return self.is_transactional(apply)
+
+    def transaction_problems(self, apply: Mapping[str, Any], root: Path) -> list[str]:
+        """Parse-time problems of running the payload inside a transaction (statements that cannot)."""
+        return []
 
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         """Apply the payload; return a JSON-safe undo state (or None)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from flamingock_provider.core.checks import parse_checks
 from flamingock_provider.core.documents import (
     MAX_DOCUMENT_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -23,8 +24,9 @@ from flamingock_provider.core.documents import (
     load_yaml,
     read_bytes,
 )
-from flamingock_provider.core.model import ChangeUnit, Recovery, Step, UnitKind
+from flamingock_provider.core.model import ChangeUnit, OnCheckFail, Recovery, Step, UnitKind
 from flamingock_provider.core.python_unit import parse_python_source
+from flamingock_provider.core.risk import LEVELS
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.core.template import Template, get_template, template_names
 
@@ -32,6 +34,7 @@ ID_PATTERN = r"[A-Za-z0-9._-]+"
 TEMPLATE_UNIT_KEYS = (
     *("id", "author", "description", "target", "transactional", "recovery", "run_always", "when"),
     *("template", "apply", "rollback", "steps"),
+    *("risk", "checks", "on_check_fail"),
 )
 NOT_COMPENSABLE = "not compensable: a failure needs manual intervention; "
 
@@ -88,7 +91,19 @@ def _header(fields: Fields, scope: UnitScope) -> dict[str, Any]:
         "recovery": fields.choice("recovery", Recovery) or scope.recovery,
         "run_always": bool(fields.flag("run_always")),
         "when": fields.text("when"),
+        "risk": _declared_risk(fields),
+        "on_check_fail": fields.choice("on_check_fail", OnCheckFail) or OnCheckFail.HALT,
     }
+
+
+def _declared_risk(fields: Fields) -> str | None:
+    value = fields.data.get("risk")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in LEVELS:
+        fields.error("risk", f"unknown level {value!r}{did_you_mean(str(value), LEVELS)} (one of {' | '.join(LEVELS)})")
+        return None
+    return value
 
 
 def _target(fields: Fields, scope: UnitScope) -> str | None:
@@ -102,12 +117,14 @@ def _target(fields: Fields, scope: UnitScope) -> str | None:
 
 def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> UnitResult:
     source = parse_python_source(text)
-    result = UnitResult(errors=list(source.errors))
+    result = UnitResult(errors=list(source.errors), warnings=list(source.warnings))
     if not source.parsed:
         return result
     header = _header(Fields(source.settings, result.errors, upper=True, reported=source.invalid), scope)
     result.id = header["id"]
     has_rollback = "rollback" in source.functions
+    if header["on_check_fail"] is not OnCheckFail.HALT and "check" not in source.functions:
+        result.warnings.append("ON_CHECK_FAIL is set but there is no def check(ctx): it has no effect")
     if header["transactional"] is not True and not has_rollback:
         result.warnings.append(NOT_COMPENSABLE + "define rollback(ctx)")
     if not result.errors:
@@ -119,6 +136,7 @@ def _python_unit(scope: UnitScope, file: UnitFile, raw: bytes, text: str) -> Uni
             checksum=hashlib.sha256(raw).hexdigest(),
             kind=UnitKind.PYTHON,
             has_rollback=has_rollback,
+            has_check="check" in source.functions,
         )
     return result
 
@@ -134,10 +152,13 @@ def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> U
     result.id = header["id"]
     name = _template_name(fields)
     steps, labels = _steps(fields)
+    checks = parse_checks(data.get("checks"), result.errors, scope.targets)
+    if "on_check_fail" in data and "checks" not in data:
+        result.warnings.append("field 'on_check_fail': the unit has no 'checks:', so it has no effect")
     payloads = _payload_files(scope.root, steps, labels, result.errors)
     if name is not None:
         _need_target(header, scope, result.errors)
-        _check_template(name, steps, labels, header["transactional"], result)
+        _check_template(name, steps, labels, header["transactional"], result, scope.root)
     payload_checksum = _payload_checksum(payloads, result.errors)
     if not result.errors and name is not None:
         result.unit = ChangeUnit(
@@ -150,6 +171,7 @@ def _template_unit(scope: UnitScope, file: UnitFile, raw: bytes, data: Any) -> U
             kind=UnitKind.TEMPLATE,
             template=name,
             steps=steps,
+            checks=checks,
         )
     return result
 
@@ -246,6 +268,7 @@ def _check_template(
     labels: tuple[str, ...],
     transactional: bool | None,
     result: UnitResult,
+    root: Path,
 ) -> None:
     try:
         template = get_template(name)
@@ -254,6 +277,10 @@ def _check_template(
     valid = [step for step, label in zip(steps, labels, strict=True) if not _validate(template, step, label, result)]
     if len(valid) != len(steps):
         return
+    if transactional is not False:
+        for step, label in zip(steps, labels, strict=True):
+            problems = template.transaction_problems(step.apply, root)
+            result.errors.extend(f"field '{label}apply': {problem}" for problem in problems)
     if transactional and not all(template.is_transactional(step.apply) for step in steps):
         why = " (DDL)" if template.target_kind in ("sql", "mongo", "dynamodb") else ""
         result.errors.append(

@@ -19,12 +19,13 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from flamingock_provider.core.audit import AuditStore, RunInfo
+from flamingock_provider.core.checks import CheckEvaluator
 from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
 from flamingock_provider.core.engine import Engine
 from flamingock_provider.core.executor import UnitExecutor
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline
-from flamingock_provider.core.model import AuditConfig, LeaseInfo, LockConfig, Pipeline
+from flamingock_provider.core.model import AuditConfig, AuditEntry, ChangeUnit, LeaseInfo, LockConfig, Pipeline
 from flamingock_provider.core.paths import embedded_store_path
 from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
@@ -37,10 +38,17 @@ STORE_FACTORIES: dict[str, str] = {
     "sqlite": "flamingock_provider.stores.sqlite:open_sqlite_store",
     "mongo": "flamingock_provider.stores.mongo:open_mongo_store",
     "aws": "flamingock_provider.stores.dynamodb:open_dynamodb_store",
+    "postgres": "flamingock_provider.stores.sql:open_sql_store",
+    "mysql": "flamingock_provider.stores.sql:open_sql_store",
 }
+# lock connection type (other than redis) -> "module:factory(lock config, connection) -> lease backend"
+SQL_LEASE = "flamingock_provider.stores.sql:open_sql_lease"
+SQL_LEASE_TYPES = ("postgres", "mysql")
 EMBEDDED_STORE = "flamingock_provider.stores.sqlite:open_embedded_store"
 REDIS_LEASE = "flamingock_provider.stores.redis_lease:open_redis_lease"
 TARGETS = "flamingock_provider.targets:open_target"
+CHECKS = "flamingock_provider.targets.checks"  # evaluates checks: per target (module with evaluate/cancel)
+UNIT_RISK = "flamingock_provider.targets.risk:unit_risk"
 CONNECTIONS = "flamingock_provider.targets.connections:get_connection"
 
 
@@ -66,13 +74,18 @@ def open_store(config: AuditConfig) -> AuditStore:
 def open_lease_backend(config: LockConfig, store: AuditStore) -> LeaseBackend:
     """Return the lease backend: Redis when ``lock.conn_id`` is set, else the audit store itself."""
     if config.conn_id is not None:
-        conn_type = _load(CONNECTIONS)(config.conn_id).conn_type
-        if conn_type != "redis":
-            raise ConfigurationError(
-                f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn_type!r}; the "
-                f"lease can only live in a redis connection (or remove lock.conn_id to keep it in the audit store)"
-            )
-        return cast(LeaseBackend, _load(REDIS_LEASE)(config.conn_id))
+        if config.conn_id == getattr(store, "conn_id", None) and hasattr(store, "acquire"):
+            return cast(LeaseBackend, store)  # the audit store's own connection: one store, fenced appends
+        conn = _load(CONNECTIONS)(config.conn_id)
+        if conn.conn_type == "redis":
+            return cast(LeaseBackend, _load(REDIS_LEASE)(config.conn_id))
+        if conn.conn_type in SQL_LEASE_TYPES:
+            return cast(LeaseBackend, _load(SQL_LEASE)(config, conn))
+        raise ConfigurationError(
+            f"pipeline.yaml: field 'lock.conn_id': connection {config.conn_id!r} has type {conn.conn_type!r}; the "
+            f"lease can live in a redis, postgres or mysql connection (or remove lock.conn_id to keep it in the "
+            f"audit store)"
+        )
     if not hasattr(store, "acquire"):
         raise ConfigurationError(f"audit store {type(store).__name__} keeps no lease; set lock.conn_id to redis")
     return cast(LeaseBackend, store)
@@ -87,6 +100,11 @@ def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
         hostname=socket.gethostname(),
         params=dict(params or {}),
     )
+
+
+def cli_renderer(run: RunInfo) -> StringRenderer:
+    """The sandboxed Jinja renderer of a run outside Airflow (``params``, ``run_id``, ``ds``)."""
+    return sandboxed_renderer(_cli_variables(run))
 
 
 def _cli_variables(run: RunInfo) -> dict[str, Any]:
@@ -122,8 +140,14 @@ class Workspace:
             renderer=renderer or sandboxed_renderer(_cli_variables(run)),
             log=log,
             sinks=configured_sinks(),
+            checks=cast(CheckEvaluator, importlib.import_module(CHECKS)),
+            risk_of=self._risk_of,
         )
         return Engine(executor, pipeline_dir=self.pipeline_dir)
+
+    def _risk_of(self, unit: ChangeUnit) -> str | None:
+        """The unit's risk level, as its audit entries record it."""
+        return str(_load(UNIT_RISK)(self.pipeline, unit).level.value)
 
     def lease(self, owner: str | None = None) -> Lease:
         """Return an unacquired lease of this pipeline for ``owner`` (a fresh CLI owner by default)."""
@@ -132,6 +156,15 @@ class Workspace:
     def holder(self) -> LeaseInfo | None:
         """Return the live lease holder, or None."""
         return self.leases.current(self.pipeline.id)
+
+    def observe(self) -> tuple[Mapping[str, AuditEntry], LeaseInfo | None]:
+        """Read the audit state, THEN the live holder: what status and plan decide from without the lease.
+
+        The order matters (verification/protocol.pml, property P5): read the other way round, a runner
+        that takes the lease in between and writes STARTED would show its running unit as blocked.
+        """
+        snapshot = self.store.latest(self.pipeline.id)
+        return snapshot, self.holder()
 
 
 @contextmanager

@@ -16,7 +16,10 @@ from airflow.sdk import BaseOperator, SkipMixin
 
 from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline
 from flamingock_provider.core.plan import Decision, Skips
+from flamingock_provider.core.preview import rollbacks
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
+from flamingock_provider.targets import open_target
+from flamingock_provider.targets.risk import plan_details
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -81,12 +84,18 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         with airflow_errors(), self.hook(context).workspace() as ws:
             engine = ws.engine(run=run_info(context), renderer=self.renderer(context))
             decisions = engine.plan(engine.snapshot())
-            self._log_plan(decisions)
+            details = plan_details(ws.pipeline, decisions, targets=open_target, renderer=self.renderer(context))
+            self._log_plan(decisions, details)
             skips = engine.skips(decisions, request.action)
             undo: list[str] = []
             if request.action == "undo" and request.undo_to is not None:
-                undo = [u.id for u in engine.undo_targets(to=request.undo_to)]
+                units = engine.undo_targets(to=request.undo_to)
+                undo = [u.id for u in units]
                 self.log.info("undo to %s rolls back, newest first: %s", request.undo_to, undo or "nothing")
+                latest = {d.unit.id: d.latest for d in decisions}
+                for u in units:  # what `flamingock undo --plan` shows
+                    shown = rollbacks(ws.pipeline, u, self.renderer(context), latest.get(u.id))
+                    self.log.info("undo %s sends: %s", u.id, shown)
         for stage in ws.pipeline.stages:  # one XCom per stage: a unit task reads only its own stage's
             mine = [d for d in decisions if d.unit.stage == stage.name]
             context["ti"].xcom_push(key=stage_key(stage.name), value=decisions_to_xcom(mine))
@@ -95,6 +104,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             "apply": [d.unit.id for d in decisions if d.action is NextAction.APPLY],
             "blocked": [d.unit.id for d in decisions if d.action is NextAction.BLOCKED],
             "undo": undo,
+            "risk": {uid: {"risk": d["risk"], "impact": d["impact"]} for uid, d in details.items()},
         }
         idle = self.idle_task_ids(ws.pipeline, skips)
         if not idle:
@@ -125,11 +135,22 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             idle.append(self.complete_task_id)
         return idle
 
-    def _log_plan(self, decisions: Sequence[Decision]) -> None:
-        width = max((len(d.unit.id) for d in decisions), default=10)
-        lines = [
-            f"{d.unit.stage:>12} {d.unit.id:<{width}} {d.state.value if d.state else '-':<16} {d.action.value}"
-            + (f"  ({d.reason})" if d.reason else "")
-            for d in decisions
-        ]
-        self.log.info("plan (stage, change, latest state, next action):\n%s", "\n".join(lines))
+
+    def _log_plan(self, decisions: Sequence[Decision], details: Mapping[str, Mapping[str, Any]]) -> None:
+        self.log.info(
+            "plan (stage, change, latest state, next action, risk, impact):\n%s", plan_lines(decisions, details)
+        )
+
+
+def plan_lines(decisions: Sequence[Decision], details: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per unit, then the risk reasons of each unit to apply."""
+    width = max((len(d.unit.id) for d in decisions), default=10)
+    lines = []
+    for d in decisions:
+        risk = details[d.unit.id]
+        line = f"{d.unit.stage:>12} {d.unit.id:<{width}} {d.state.value if d.state else '-':<16} {d.action.value:<7}"
+        line += f" {risk['risk']:<11}" + (f" impact: {risk['impact']}" if risk["impact"] else "")
+        lines.append(line + (f"  ({d.reason})" if d.reason else ""))
+        if d.action is NextAction.APPLY:
+            lines += [f"{'':>13}{reason}" for reason in risk["reasons"]]
+    return "\n".join(lines)

@@ -8,16 +8,20 @@ instead; it never hides the others.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flamingock_provider.commandline import decision_json
-from flamingock_provider.core.model import APPLIED_STATES, AuditEntry, LeaseInfo, NextAction
+from flamingock_provider.core.model import APPLIED_STATES, AuditEntry, LeaseInfo, NextAction, Pipeline
+from flamingock_provider.core.plan import Decision
 from flamingock_provider.exceptions import PipelineValidationError
 
+log = logging.getLogger("flamingock.view")
 HISTORY_LIMIT = 50
+IMPACT_TIMEOUT_S = 2.0  # per pending risky unit: the page must stay quick
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class UnitRow:
     action: str
     reason: str | None
     fix: str | None
+    risk: str | None = None
+    reasons: tuple[str, ...] = ()
+    impact: str | None = None
 
     @property
     def applied(self) -> bool:
@@ -73,7 +80,7 @@ class PipelineOverview:
             "dag_id": self.dag_id,
             "description": self.description,
             "lock": self.lease,
-            "changes": [u.__dict__ for u in self.units],
+            "changes": [{**u.__dict__, "reasons": list(u.reasons)} for u in self.units],
             "history": [h.__dict__ for h in self.history],
             "history_total": self.history_total,
             "errors": list(self.errors),
@@ -105,10 +112,11 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
     fallback_id = folder.name.lower().replace("-", "_")
     try:
         with workspace(folder) as ws:
-            holder = ws.holder()
-            decisions = ws.engine().plan(live_token=holder.token if holder else None)
+            snapshot, holder = ws.observe()
+            decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
             entries = ws.store.history(ws.pipeline.id)
             pipeline = ws.pipeline
+        details = _details(pipeline, decisions)
     except PipelineValidationError as err:
         errors = tuple(f"{issue.file}: {issue.message}" if issue.file else issue.message for issue in err.issues)
         return PipelineOverview(folder.name, str(folder), fallback_id, dag_id_for(fallback_id), errors=errors)
@@ -121,14 +129,26 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
         pipeline_id=pipeline.id,
         dag_id=dag_id_for(pipeline.id),
         description=pipeline.description or "",
-        units=tuple(_unit_row(decision_json(str(folder), d)) for d in decisions),
+        units=tuple(_unit_row(decision_json(str(folder), d), details.get(d.unit.id, {})) for d in decisions),
         lease=_lease(holder),
         history=tuple(_history_row(e) for e in reversed(entries[-HISTORY_LIMIT:])),
         history_total=len(entries),
     )
 
 
-def _unit_row(data: dict[str, Any]) -> UnitRow:
+def _details(pipeline: Pipeline, decisions: list[Decision]) -> dict[str, dict[str, Any]]:
+    """Risk, reasons and impact per unit; a failure leaves the columns empty, never the page."""
+    from flamingock_provider.targets import open_target
+    from flamingock_provider.targets.risk import plan_details
+
+    try:
+        return plan_details(pipeline, decisions, targets=open_target, renderer=None, impact_timeout=IMPACT_TIMEOUT_S)
+    except Exception:
+        log.warning("risk of pipeline %s not shown", pipeline.id, exc_info=True)
+        return {}
+
+
+def _unit_row(data: dict[str, Any], details: dict[str, Any]) -> UnitRow:
     return UnitRow(
         id=str(data["id"]),
         stage=str(data["stage"]),
@@ -136,6 +156,9 @@ def _unit_row(data: dict[str, Any]) -> UnitRow:
         action=str(data["action"]),
         reason=str(data["reason"]) if data["reason"] else None,
         fix=str(data["fix"]) if data["fix"] else None,
+        risk=details.get("risk"),
+        reasons=tuple(details.get("reasons", ())),
+        impact=details.get("impact"),
     )
 
 

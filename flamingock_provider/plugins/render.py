@@ -43,6 +43,7 @@ PAGE = """<!doctype html>
  button,a.button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa;color:#1b1f24;cursor:pointer;text-decoration:none}
  button.primary{background:#1f883d;border-color:#1a7f37;color:#fff} select{font:inherit;font-size:13px}
  form.trigger{margin:8px 0;padding:8px 10px;border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa}
+ .risk{font-size:12px;font-weight:600} .risk-destructive{color:#a40e26} .risk-unknown,.risk-locking{color:#7d4e00} .risk-rewrite{color:#0550ae}
  .result{font-size:13px;margin-left:8px} details summary{cursor:pointer;color:#0550ae}
 </style></head>
 <body>
@@ -95,13 +96,16 @@ PAGE = """<!doctype html>
    Resolve with: <code data-role="fix">{{ u.fix }}</code></div>
  {% endfor %}
  <table data-role="units">
-  <thead><tr><th>Stage</th><th>Change</th><th>State</th><th>Next action</th><th>Note</th></tr></thead>
+  <thead><tr><th>Stage</th><th>Change</th><th>State</th><th>Next action</th><th>Risk</th><th>Impact</th><th>Note</th></tr></thead>
   <tbody>
   {% for u in p.units %}
    <tr data-unit="{{ u.id }}">
     <td>{{ u.stage }}</td><td><code>{{ u.id }}</code></td>
     <td><span class="state {{ state_class.get(u.state or '', '') }}">{{ u.state or '—' }}</span></td>
     <td class="action-{{ u.action }}">{{ u.action }}</td>
+    <td data-role="risk"><span class="risk risk-{{ u.risk or 'none' }}">{{ u.risk or '' }}</span>
+     {% if u.reasons and u.action == 'apply' %}<div class="sub" data-role="reasons">{{ u.reasons|join('; ') }}</div>{% endif %}</td>
+    <td data-role="impact">{{ u.impact or '' }}</td>
     <td>{% if u.fix %}<code>{{ u.fix }}</code>{% elif u.reason %}{{ u.reason }}{% endif %}</td>
    </tr>
   {% endfor %}

@@ -34,7 +34,17 @@ def _open_sql(config: TargetConfig, conn: Any) -> TargetSession:
     import sqlite3
 
     from flamingock_provider.targets.sql import DbApiTargetSession
+    from flamingock_provider.targets.sql_connect import connect, dialect_of
 
+    dialect = dialect_of(conn.conn_type)
+    if dialect in ("postgres", "mysql"):
+        # Straight through the provider's driver: no Airflow import unless the unit asks for ctx.hook.
+        native = connect(conn, f"target {config.name!r}", ConfigurationError)
+        try:
+            return DbApiTargetSession(native, config, hook_factory=conn.get_hook, dialect=dialect)
+        except BaseException:
+            native.close()
+            raise
     if conn.conn_type == "sqlite":
         # Straight to the file (SqliteHook mis-parses `sqlite:////abs/path`); the hook only on demand.
         path = conn.host or conn.schema
@@ -49,11 +59,12 @@ def _sql_hook(config: TargetConfig, conn: Any) -> Any:
     except Exception as err:
         raise ConfigurationError(
             f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} has no usable "
-            f"hook ({err}); install its Airflow provider"
+            f"hook ({err}); use a postgres, mysql or sqlite connection (or install the Airflow provider of a "
+            f"common-SQL database)"
         ) from err
     if not hasattr(hook, "get_conn") or not hasattr(hook, "get_records"):
         raise ConfigurationError(
             f"target {config.name!r}: connection {config.conn_id!r} of type {conn.conn_type!r} is not a SQL "
-            f"database; use sql, mongo, aws, http or kafka connections"
+            f"database; use a postgres, mysql or sqlite connection (or mongo, aws, http or kafka for other templates)"
         )
     return hook

@@ -46,6 +46,21 @@ def get_connection(conn_id: str) -> Any:
     return _airflow_connection(conn_id)
 
 
+def offline_conn_type(conn_id: str) -> str | None:
+    """The connection's type when it is known without a network call or an Airflow import, else None.
+
+    Only an ``AIRFLOW_CONN_*`` variable answers (and only without a custom secrets backend, which
+    Airflow would ask first); the metadata database or a secrets backend may be remote.
+    """
+    raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if raw is None or _custom_secrets_backend():
+        return None
+    try:
+        return parse_env_connection(conn_id, raw).conn_type or None
+    except (ConfigurationError, ValueError):
+        return None
+
+
 def parse_env_connection(conn_id: str, raw: str) -> EnvConnection:
     """Parse an ``AIRFLOW_CONN_*`` value (JSON or URI) as Airflow does."""
     text = raw.strip()

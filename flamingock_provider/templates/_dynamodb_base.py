@@ -133,3 +133,29 @@ class DynamoTemplate(Template):
 
     def client(self, ctx: ChangeContext) -> Any:
         return aws_session(ctx, self.name).client("dynamodb")
+
+    # -- risk and impact (SPEC §14) --------------------------------------------------------------
+
+    level: ClassVar[str] = "safe"
+    effect: ClassVar[str] = "creates"
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        return [(self.level, f"{self.name} {apply.get('table')}: {self.effect}")]
+
+
+def count_items(client: Any, table: str, timeout: float, limit: int = 1000) -> str:
+    """Count a table's items with a bounded ``Scan(Select=COUNT)``: ``"N items"`` or ``"N+ items"``."""
+    import time
+
+    deadline, seen, start = time.monotonic() + timeout, 0, None
+    while True:
+        args: dict[str, Any] = {"TableName": table, "Select": "COUNT", "Limit": limit - seen}
+        if start is not None:
+            args["ExclusiveStartKey"] = start
+        reply = client.scan(**args)
+        seen += int(reply.get("Count", 0))
+        start = reply.get("LastEvaluatedKey")
+        if start is None:
+            return f"{seen:,} items"
+        if seen >= limit or time.monotonic() > deadline:
+            return f"{seen:,}+ items"

@@ -132,6 +132,16 @@ class _ItemsTemplate(DynamoTemplate):
             keys.append(key)
         return keys
 
+    level = "rewrite"
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        """How many of the keys hold an item now (one consistent batch read)."""
+        client, table = self.client(ctx), payload["table"]
+        items = [to_item(e) for e in self.entries(ctx, payload)]
+        keys = self.keyed(describe(client, table), items, table)
+        found = sum(1 for item in self.capture(client, table, keys) if item is not None)
+        return f"table {table}: {found:,} of {len(keys):,} keys hold an item"
+
     def rollback(
         self, ctx: ChangeContext, payload: Mapping[str, Any], rollback: Mapping[str, Any] | None, undo_state: Any
     ) -> None:
@@ -156,6 +166,7 @@ def _undo(table: str, keys: list[dict[str, Any]], previous: list[dict[str, Any] 
 
 class PutItems(_ItemsTemplate):
     name = "dynamodb.put_items"
+    effect = "puts items, replacing any item already at those keys"
     apply_keys = frozenset({"table", "items", "file"})
     required_apply_keys = frozenset({"table"})
 
@@ -178,6 +189,7 @@ class PutItems(_ItemsTemplate):
 
 class DeleteItems(_ItemsTemplate):
     name = "dynamodb.delete_items"
+    effect = "deletes the items at the given keys"
     entries_key = "keys"
     apply_keys = frozenset({"table", "keys", "file"})
     required_apply_keys = frozenset({"table"})

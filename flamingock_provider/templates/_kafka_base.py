@@ -231,6 +231,14 @@ class KafkaTemplate(Template):
     def session(self, ctx: ChangeContext) -> KafkaTargetSession:
         return kafka_session(ctx, self.name)
 
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        """``topic x: N partitions`` (SPEC §14), from one metadata request."""
+        topic = str(payload["topic"])
+        found = describe_topic(self.session(ctx), topic)
+        if found is None:
+            return f"topic {topic}: does not exist"
+        return f"topic {topic}: {found.partitions:,} partition{'s' if found.partitions != 1 else ''}"
+
     def existing(self, session: KafkaTargetSession, topic: str) -> TopicInfo:
         found = describe_topic(session, topic)
         if found is None:

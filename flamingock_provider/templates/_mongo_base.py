@@ -114,6 +114,29 @@ class MongoTemplate(Template, ABC):
         op = _operations()[rollback["op"]]
         op.run(Call(ctx, _db(ctx, op.name), {k: v for k, v in rollback.items() if k != "op"}, ctx.session))
 
+    # -- risk and impact (SPEC §14) --------------------------------------------------------------
+
+    level: ClassVar[str] = "safe"
+    effect: ClassVar[str] = "creates"
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        where = apply.get("collection") or apply.get("view")
+        return [(self.level, f"{self.name} {where}: {self.effect}")]
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        query = self.touched(payload)
+        if query is None:
+            return None
+        name = str(payload.get("collection") or payload.get("view"))
+        db = _db(ctx, self.name)
+        n = db[name].count_documents(query, maxTimeMS=max(1, int(timeout * 1000)))
+        shown = f"collection {name}: {n:,} documents" + ("" if query == {} else " match the filter")
+        return shown + ("" if payload.get("many", True) or n <= 1 else "; one of them is changed (many: false)")
+
+    def touched(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The filter of the documents the operation changes, None when it changes none."""
+        return None
+
     @abstractmethod
     def run(self, call: Call) -> Any:
         """Apply the operation; return the JSON-safe undo state."""

@@ -55,6 +55,11 @@ def _restrict(query: Mapping[str, Any], before: Sequence[Mapping[str, Any]]) -> 
     return {"$and": [dict(query), {"_id": {"$in": [doc["_id"] for doc in before]}}]}
 
 
+def _scope(apply: Mapping[str, Any]) -> str:
+    which = "every document matching" if apply.get("many") else "the first document matching"
+    return "every document (empty filter)" if apply.get("filter") == {} and apply.get("many") else f"{which} its filter"
+
+
 def _put_back(call: Call, documents: Sequence[Any]) -> None:
     for doc in documents:
         call.collection().replace_one({"_id": doc["_id"]}, doc, upsert=True, session=call.session)
@@ -62,6 +67,7 @@ def _put_back(call: Call, documents: Sequence[Any]) -> None:
 
 class Insert(MongoTemplate):
     op = "insert"
+    effect = "inserts documents"
     transactional = True
     fields = {"collection": "name", "documents": "docs", "file": "text"}
     required = frozenset({"collection"})
@@ -101,6 +107,15 @@ class Update(MongoTemplate):
     fields = {"collection": "name", "filter": "doc", "update": "update", "many": "bool", "upsert": "bool"}
     fields |= {"array_filters": "list", "collation": "doc"}
     required = frozenset({"collection", "filter", "update"})
+    level = "rewrite"
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        name, scope = apply.get("collection"), _scope(apply)
+        upsert = " (upsert: inserts when none matches)" if apply.get("upsert") else ""
+        return [("rewrite", f"{self.name} {name}: updates {scope}{upsert}")]
+
+    def touched(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        return dict(to_bson(payload["filter"]))
 
     def run(self, call: Call) -> Any:
         payload, coll = call.payload, call.collection()
@@ -130,6 +145,15 @@ class Delete(MongoTemplate):
     transactional = True
     fields = {"collection": "name", "filter": "doc", "many": "bool", "collation": "doc"}
     required = frozenset({"collection", "filter"})
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        name, scope = apply.get("collection"), _scope(apply)
+        if apply.get("filter") == {} and apply.get("many"):
+            return [("destructive", f"{self.name} {name}: an empty filter deletes every document")]
+        return [("rewrite", f"{self.name} {name}: deletes {scope}")]
+
+    def touched(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        return dict(to_bson(payload["filter"]))
 
     def run(self, call: Call) -> Any:
         coll = call.collection()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from flamingock_provider.core.context import ChangeContext
 from flamingock_provider.core.template import Template
@@ -81,6 +81,35 @@ class S3Template(Template):
 
     def client(self, ctx: ChangeContext) -> Any:
         return aws_session(ctx, self.name).client("s3")
+
+    # -- risk and impact (SPEC §14) --------------------------------------------------------------
+
+    level: ClassVar[str] = "safe"
+    effect: ClassVar[str] = "creates"
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        where = f"s3://{apply.get('bucket')}/{apply['key']}" if "key" in apply else f"bucket {apply.get('bucket')}"
+        return [(self.level, f"{self.name} {where}: {self.effect}")]
+
+
+LIST_CAP = 1000  # objects listed for an impact estimate: one ListObjectsV2 page
+
+
+def count_objects(client: Any, bucket: str, prefix: str = "") -> str:
+    """``"N objects"`` under ``prefix`` from one listing page, ``"1000+ objects"`` past it."""
+    reply = read(client.list_objects_v2, Bucket=bucket, Prefix=prefix, MaxKeys=LIST_CAP)
+    if reply is None:
+        return "does not exist"
+    n = int(reply.get("KeyCount", len(reply.get("Contents", []))))
+    under = f" under {prefix}" if prefix else ""
+    return f"{n:,}{'+' if reply.get('IsTruncated') else ''} objects{under}"
+
+
+def describe_object(client: Any, bucket: str, key: str) -> str:
+    head = read(client.head_object, Bucket=bucket, Key=key)
+    if head is None:
+        return f"s3://{bucket}/{key}: absent"
+    return f"s3://{bucket}/{key}: {int(head.get('ContentLength', 0)):,} bytes"
 
 
 # -- objects: capture and restore -----------------------------------------------------------

@@ -19,6 +19,11 @@ class BucketConfig(S3Template, ABC):
     """A bucket setting: capture the previous value, set the new one; the rollback sets it back."""
 
     value_key: ClassVar[str] = ""
+    level = "rewrite"
+
+    @property
+    def effect(self) -> str:  # type: ignore[override]
+        return f"replaces the bucket's {self.value_key} setting"
 
     def check(self, apply: Mapping[str, Any]) -> list[str]:
         if self.value_key not in apply:
@@ -76,6 +81,19 @@ class PutBucketLifecycle(BucketConfig):
     value_key = "rules"
     apply_keys = frozenset({"bucket", "rules"})
     required_apply_keys = frozenset({"bucket", "rules"})
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        value = apply.get("rules")
+        rules: list[Any] = value if isinstance(value, list) else []
+        expiring = [
+            str(r.get("ID", n))
+            for n, r in enumerate(rules)
+            if isinstance(r, Mapping) and ("Expiration" in r or "NoncurrentVersionExpiration" in r)
+        ]
+        if expiring:
+            ids = ", ".join(expiring)
+            return [("destructive", f"{self.name} bucket {apply.get('bucket')}: rules {ids} expire (delete) objects")]
+        return super().risk(apply, dialect=dialect)
 
     def check_value(self, value: Any) -> list[str]:
         if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):

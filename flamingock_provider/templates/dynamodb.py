@@ -39,6 +39,7 @@ from flamingock_provider.templates._dynamodb_base import (
     check_index,
     check_key,
     check_str,
+    count_items,
     describe,
     forget_table,
     templated,
@@ -61,6 +62,7 @@ from flamingock_provider.templates._dynamodb_schema import (
 
 class CreateTable(DynamoTemplate):
     name = "dynamodb.create_table"
+    effect = "creates the table"
     apply_keys = frozenset(
         {"table", "partition_key", "sort_key", "indexes", "billing_mode", "read_capacity", "write_capacity", "tags"}
     )
@@ -100,6 +102,16 @@ class CreateTable(DynamoTemplate):
 
 class DeleteTable(DynamoTemplate):
     name = "dynamodb.delete_table"
+    level = "destructive"
+    effect = "deletes the table and every item in it (the rollback re-creates it empty)"
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        table = payload["table"]
+        client = self.client(ctx)
+        if table_status(client, table) is None:
+            return f"table {table}: does not exist"
+        return f"table {table}: {count_items(client, table, timeout)}"
+
     apply_keys = frozenset({"table"})
     required_apply_keys = frozenset({"table"})
 
@@ -139,6 +151,16 @@ class UpdateTable(DynamoTemplate):
     name = "dynamodb.update_table"
     apply_keys = frozenset({"table", "billing_mode", "read_capacity", "write_capacity", "create_index", "delete_index"})
     required_apply_keys = frozenset({"table"})
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        table, out = apply.get("table"), []
+        if "delete_index" in apply:
+            out.append(("destructive", f"{self.name} {table}: deletes index {apply['delete_index']}"))
+        if "create_index" in apply:
+            out.append(("safe", f"{self.name} {table}: creates an index (backfilled online)"))
+        if any(k in apply for k in ("billing_mode", "read_capacity", "write_capacity")):
+            out.append(("safe", f"{self.name} {table}: changes billing or capacity"))
+        return out
 
     def check(self, apply: Mapping[str, Any]) -> Problems:
         problems = check_choice(apply, "billing_mode", BILLING_MODES) + check_str(apply, "delete_index")
@@ -193,6 +215,12 @@ class UpdateTtl(DynamoTemplate):
     name = "dynamodb.update_ttl"
     apply_keys = frozenset({"table", "attribute", "enabled"})
     required_apply_keys = frozenset({"table", "attribute"})
+
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        table, attr = apply.get("table"), apply.get("attribute")
+        if apply.get("enabled", True) is False:
+            return [("safe", f"{self.name} {table}: disables TTL")]
+        return [("destructive", f"{self.name} {table}: enables TTL on {attr}: items whose {attr} is past are deleted")]
 
     def check(self, apply: Mapping[str, Any]) -> Problems:
         enabled = apply.get("enabled", True)

@@ -112,6 +112,19 @@ class HttpRequestTemplate(Template):
             problems += [] if missing else check_request("rollback", rollback)
         return problems
 
+    def risk(self, apply: Mapping[str, Any], *, dialect: str | None = None) -> list[tuple[str, str]]:
+        method = str(apply.get("method", "")).upper()
+        label = f"{method} {apply.get('endpoint')}"
+        if method == "DELETE":
+            return [("destructive", f"{label}: an HTTP DELETE")]
+        if method in ("PUT", "PATCH"):
+            return [("rewrite", f"{label}: replaces or changes an existing resource")]
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return [("safe", f"{label}: reads only")]
+        return [
+            ("unknown", f"{label}: the API decides what a {method or 'templated'} request changes; declare 'risk:'")
+        ]
+
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         response = _send(ctx, payload)
         return {"status": response.status_code}

@@ -70,6 +70,8 @@ class CreateCollection(MongoTemplate):
 
 class DropCollection(MongoTemplate):
     op = "drop_collection"
+    level = "destructive"
+    effect = "drops the collection and every document in it"
     fields = {"collection": "name"}
     required = frozenset({"collection"})
     derived = False
@@ -77,14 +79,22 @@ class DropCollection(MongoTemplate):
     def run(self, call: Call) -> Any:
         call.db.drop_collection(call.payload["collection"], session=call.session)
 
+    def touched(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        return {}
+
 
 class RenameCollection(MongoTemplate):
     op = "rename_collection"
+    level = "destructive"
+    effect = "renames the collection: readers of the old name break"
     fields = {"collection": "name", "to": "name"}
     required = frozenset({"collection", "to"})
 
     def run(self, call: Call) -> Any:
         call.collection().rename(call.payload["to"], session=call.session)
+
+    def touched(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        return {}
 
     def undo(self, call: Call, state: Any) -> None:
         if call.exists(call.payload["to"]) is not None:  # a failed apply may not have renamed anything
@@ -93,6 +103,8 @@ class RenameCollection(MongoTemplate):
 
 class ModifyCollection(MongoTemplate):
     op = "modify_collection"
+    level = "locking"
+    effect = "collMod holds an exclusive lock and changes which writes the validator accepts"
     fields = {"collection": "name", "validator": "doc", "validation_level": "level", "validation_action": "action"}
     required = frozenset({"collection"})
 
@@ -127,6 +139,7 @@ INDEX_OPTIONS = ("name", "unique", "sparse", "partial_filter_expression", "expir
 
 class CreateIndex(MongoTemplate):
     op = "create_index"
+    effect = "creates an index (built in the background)"
     fields = {"collection": "name", "keys": "keys", "name": "text", "unique": "bool", "sparse": "bool"}
     fields |= {"partial_filter_expression": "doc", "expire_after_seconds": "count", "collation": "doc"}
     fields |= {"hidden": "bool"}
@@ -150,6 +163,8 @@ class CreateIndex(MongoTemplate):
 
 class DropIndex(MongoTemplate):
     op = "drop_index"
+    level = "destructive"
+    effect = "drops an index: queries that used it scan the collection"
     fields = {"collection": "name", "name": "text", "keys": "keys"}
     required = frozenset({"collection"})
 
@@ -191,6 +206,8 @@ class CreateView(MongoTemplate):
 
 class DropView(MongoTemplate):
     op = "drop_view"
+    level = "destructive"
+    effect = "drops the view: its readers break"
     fields = {"view": "name"}
     required = frozenset({"view"})
 

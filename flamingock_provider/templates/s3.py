@@ -41,6 +41,8 @@ from flamingock_provider.templates._s3_base import (
     bucket_exists,
     capture_object,
     check_str,
+    count_objects,
+    describe_object,
     undo_object,
     versioning,
 )
@@ -53,6 +55,7 @@ __all__ = ["CONFIGS", "MAX_CAPTURED_BYTES", "TEMPLATES"]
 
 class CreateBucket(S3Template):
     name = "s3.create_bucket"
+    effect = "creates the bucket"
     apply_keys = frozenset({"bucket", "region"})
     required_apply_keys = frozenset({"bucket"})
 
@@ -106,6 +109,12 @@ def _purge_versions(client: Any, bucket: str) -> None:
 
 class DeleteBucket(S3Template):
     name = "s3.delete_bucket"
+    level = "destructive"
+    effect = "deletes the bucket"
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        return f"bucket {payload['bucket']}: {count_objects(self.client(ctx), payload['bucket'])}"
+
     apply_keys = frozenset({"bucket"})
     required_apply_keys = frozenset({"bucket"})
 
@@ -141,6 +150,12 @@ class DeleteBucket(S3Template):
 
 class PutObject(S3Template):
     name = "s3.put_object"
+    level = "rewrite"
+    effect = "puts the object, replacing the one at that key if any"
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        return describe_object(self.client(ctx), payload["bucket"], payload["key"])
+
     apply_keys = frozenset({"bucket", "key", "body", "json", "file", "content_type", "metadata"})
     required_apply_keys = frozenset({"bucket", "key"})
 
@@ -187,6 +202,12 @@ def _put_args(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 class DeleteObject(S3Template):
     name = "s3.delete_object"
+    level = "rewrite"
+    effect = "deletes the object at that key (captured for the rollback)"
+
+    def impact(self, ctx: ChangeContext, payload: Mapping[str, Any], *, timeout: float) -> str | None:
+        return describe_object(self.client(ctx), payload["bucket"], payload["key"])
+
     apply_keys = frozenset({"bucket", "key"})
     required_apply_keys = frozenset({"bucket", "key"})
 

@@ -26,6 +26,12 @@ SAMPLES: list[FlamingockError] = [
     exceptions.DriftNotAcceptedError("u1", "0001_a.yaml", "dags/changes/p"),
     HttpStatusError("GET", "/x", 500, [200], "oops"),
     exceptions.TargetError("broker refused", code="UNSUPPORTED_FEATURE"),
+    exceptions.CheckFailedError("u1", "checks[0] sql saw 3, expected 0", {"outcome": "halt", "saw": 3}),
+    exceptions.CheckError("check(ctx) returned None"),
+    exceptions.CheckTimeoutError("checks[0] sql did not answer within 0.5 s"),
+    exceptions.ReadTimeoutError("SELECT count(*) FROM t did not finish within 10 s"),
+    exceptions.StatementError("INSERT INTO t VALUES (1)", "warehouse", '42P01 relation "t" does not exist'),
+    exceptions.TableLockTimeoutError("ALTER TABLE t ADD x INT", "warehouse", "t", 10.0, "55P03 lock timeout"),
 ]
 
 

@@ -14,6 +14,8 @@ sqlite        SQLite file             the audit store     target.db / audit.db
 mongo         SecantusDB database     the audit store     another database / the audit database
 dynamodb      moto server             the audit store     another aws connection / the audit one
 redis         SQLite file             Redis               target.db / audit.db
+postgres      PostgreSQL database     the audit store     another database / the audit database
+mariadb       MariaDB database        the audit store     another database / the audit database
 ============  ======================  ==================  =====================================
 """
 
@@ -420,7 +422,90 @@ class DynamoBackend(Backend):
         return found
 
 
-BACKENDS: Sequence[str] = ("sqlite", "mongo", "dynamodb", "redis")
+# -- PostgreSQL and MariaDB ---------------------------------------------------------------------------
+
+DBAPI_WRITE = (
+    "cur = ctx.target.cursor()\n"
+    f"cur.execute('INSERT INTO {LEDGER} VALUES (%s, %s, %s, %s)', (ctx.pipeline.id, ID, ctx.execution_id, os.getpid()))"
+)
+DBAPI_CLEAR = (
+    "ctx.target.cursor().execute(\n"
+    f"    'DELETE FROM {LEDGER} WHERE pipeline = %s AND unit = %s', (ctx.pipeline.id, ID)\n"
+    ")\n"
+)
+
+
+class SqlServerBackend(Backend):
+    """Audit log and lease in one database of a real PostgreSQL or MariaDB server (expiry on its clock)."""
+
+    host_clock = False
+
+    def __init__(self, root: Path, name: str, server: Any) -> None:
+        super().__init__(root)
+        self.name = name  # type: ignore[misc]
+        self.server = server
+        self.database = f"rel_{uuid.uuid4().hex[:10]}"
+        self.target_database = f"{self.database}_t"
+        self.env["AIRFLOW_CONN_REL_SQL"] = server.uri(self.database)
+        self.env["AIRFLOW_CONN_REL_SQL_TARGET"] = server.uri(self.target_database)
+
+    def audit_yaml(self, pipeline: str) -> str:
+        return "audit: {conn_id: rel_sql}\n"
+
+    def targets_yaml(self) -> str:
+        return "targets:\n  main: {conn_id: rel_sql_target}\n  shared: {conn_id: rel_sql}\n"
+
+    def write_code(self, idempotent: bool) -> str:
+        return (DBAPI_CLEAR if idempotent else "") + DBAPI_WRITE
+
+    def prepare(self) -> None:
+        for name in (self.database, self.target_database):
+            self.server.create_database(name)
+            conn = self.server.connect(name)
+            try:
+                conn.cursor().execute(
+                    f"CREATE TABLE {LEDGER} (pipeline VARCHAR(100), unit VARCHAR(100), run VARCHAR(64), pid INT)"
+                )
+            finally:
+                conn.close()
+
+    def _store(self) -> Any:
+        from flamingock_provider.core.model import AuditConfig
+        from flamingock_provider.stores.sql import open_sql_store
+        from flamingock_provider.targets.connections import parse_env_connection
+
+        uri = self.env["AIRFLOW_CONN_REL_SQL"]
+        return open_sql_store(AuditConfig(conn_id="rel_sql"), parse_env_connection("rel_sql", uri))
+
+    def history(self, pipeline: str) -> list[AuditEntry]:
+        store = self._store()
+        try:
+            return list(store.history(pipeline))
+        finally:
+            store.close()
+
+    def holder(self, pipeline: str) -> LeaseInfo | None:
+        store = self._store()
+        try:
+            return store.current(pipeline)  # type: ignore[no-any-return]
+        finally:
+            store.close()
+
+    def ledger(self, pipeline: str) -> Ledger:
+        found: Ledger = defaultdict(list)
+        for name in (self.database, self.target_database):
+            conn = self.server.connect(name)
+            try:
+                cur = conn.cursor()
+                cur.execute(f"SELECT unit, run, pid FROM {LEDGER} WHERE pipeline = %s", (pipeline,))
+                for unit, run, pid in cur.fetchall():
+                    found[unit].append(Record(run, pid))
+            finally:
+                conn.close()
+        return dict(found)
+
+
+BACKENDS: Sequence[str] = ("sqlite", "mongo", "dynamodb", "redis", "postgres", "mariadb")
 
 
 def make_backend(name: str, root: Path, servers: Servers) -> Backend:
@@ -434,6 +519,8 @@ def make_backend(name: str, root: Path, servers: Servers) -> Backend:
         backend = MongoBackend(root, servers.mongo())
     elif name == "dynamodb":
         backend = DynamoBackend(root, servers.moto())
+    elif name in ("postgres", "mariadb"):
+        backend = SqlServerBackend(root, name, servers.postgres() if name == "postgres" else servers.mariadb())
     else:
         raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
     backend.prepare()

@@ -51,7 +51,7 @@ def open_backend(name: str, root: Path, servers: Servers) -> Backend:
         pytest.skip(str(err))
 
 
-@pytest.fixture(params=["sqlite", "mongo", "dynamodb", "redis"])
+@pytest.fixture(params=["sqlite", "mongo", "dynamodb", "redis", "postgres", "mariadb"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path, servers: Servers) -> Iterator[Backend]:
     found = open_backend(request.param, tmp_path / request.param, servers)
     try:

@@ -5,6 +5,7 @@
 - MongoDB: the durable SecantusDB is SIGKILLed, then started again on its port with its data.
 - DynamoDB: the moto server is stopped, then started again on its port (moto keeps the tables).
 - Redis: ``redis-server`` is stopped and started again (no persistence: the lease is gone after it).
+- PostgreSQL / MariaDB: the server is stopped (open connections and transactions end) and started again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.reliability.backends import Backend, DynamoBackend, MongoBackend, RedisBackend, SqliteBackend
+from tests.reliability.backends import (
+    Backend,
+    DynamoBackend,
+    MongoBackend,
+    RedisBackend,
+    SqliteBackend,
+    SqlServerBackend,
+)
 from tests.reliability.scenarios import Outage
 from tests.reliability.servers import Servers
 
@@ -71,4 +79,8 @@ def outage_for(backend: Backend, servers: Servers) -> Outage:
     if isinstance(backend, DynamoBackend):
         moto = servers.moto()
         return Outage(moto.stop, moto.start, "DynamoDB unreachable")
+    if isinstance(backend, SqlServerBackend):
+        server = backend.server
+        dialect = "postgres" if backend.name == "postgres" else "mysql"
+        return Outage(server.stop, server.start, f"audit store 'rel_sql' ({dialect} at 127.0.0.1:{server.port})")
     raise ValueError(f"no outage for {backend.name}")

@@ -224,7 +224,7 @@ def freezes(backend: Backend) -> list[Freeze]:
     """The freeze points a backend can take over from (SQLite targets: not from inside a write transaction,
     which holds the target database's lock; DynamoDB template units: before their write)."""
     found = list(FREEZES[:2])
-    if backend.name == "mongo":
+    if backend.name in ("mongo", "postgres", "mariadb"):
         found.append(FREEZES[2])
     if backend.name == "dynamodb":
         found.append(Freeze("inside a TX_SEPARATE unit", TX_SEPARATE, "after-STARTED"))

@@ -7,11 +7,13 @@ The shared session fixtures stay untouched: an outage scenario stops these insta
 - :class:`RestartableMoto`: ``start_moto`` of ``tests/fixtures/moto_server.py`` in this process; its
   data lives in moto's backends, so a restart on the same port keeps it.
 - Redis: ``local_redis`` of ``tests/fixtures/redis_server.py``, which stops and starts on one port.
+- PostgreSQL and MariaDB: the fixtures' server classes stop and start on one port, keeping their data.
 
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,8 @@ class Servers:
         self._mongo: DurableMongoServer | None = None
         self._moto: RestartableMoto | None = None
         self._redis: RedisServer | None = None
+        self._postgres: Any = None
+        self._mariadb: Any = None
 
     def mongo(self) -> DurableMongoServer:
         if self._mongo is None:
@@ -78,7 +82,30 @@ class Servers:
             self._redis = local_redis(workdir)  # LookupError when redis-server is not installed
         return self._redis
 
+    def postgres(self) -> Any:
+        if self._postgres is None:
+            from tests.fixtures.postgres_server import start_postgres
+
+            self._postgres = start_postgres()
+            if self._postgres is None:
+                raise LookupError("PostgreSQL is not installed (scripts/system_deps.sh installs it)")
+        return self._postgres
+
+    def mariadb(self) -> Any:
+        if self._mariadb is None:
+            from tests.fixtures.mariadb_server import start_mariadb
+
+            self._mariadb = start_mariadb()
+            if self._mariadb is None:
+                raise LookupError("MariaDB is not installed (scripts/system_deps.sh installs it)")
+        return self._mariadb
+
     def close(self) -> None:
-        for server in (self._mongo, self._moto, self._redis):
+        for server in (self._mongo, self._moto, self._redis, self._mariadb):
             if server is not None:
                 server.stop()
+        if self._postgres is not None:
+            self._postgres.stop("immediate")
+        for sql in (self._postgres, self._mariadb):
+            if sql is not None:
+                shutil.rmtree(sql.workdir, ignore_errors=True)

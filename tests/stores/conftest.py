@@ -38,7 +38,7 @@ from flamingock_provider.core.lease import LeaseBackend
 from flamingock_provider.core.model import Action, AuditEntry, State
 from flamingock_provider.stores.redis_lease import RedisLeaseBackend
 from flamingock_provider.stores.sqlite import SqliteStore
-from tests.stores.racers import dynamodb_store, mongo_store, redis_backend, sqlite_store
+from tests.stores.racers import dynamodb_store, mongo_store, redis_backend, sql_store, sqlite_store
 
 # Calls latest() makes: a context manager yielding the list the store's queries are appended to.
 QueryLog = Callable[[], AbstractContextManager[list[str]]]
@@ -214,12 +214,68 @@ def open_redis(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
     return Backend("redis", backend, None, None, partial(redis_backend, server.port), None, [client.close])
 
 
+# -- PostgreSQL and MariaDB: expiry on the server's clock ----------------------------------------
+
+
+def _open_sql(fixture: str, name: str, request: pytest.FixtureRequest) -> Backend:
+    _, uri = request.getfixturevalue(fixture)  # a fresh database of the session's server
+    store = sql_store(uri)
+    sent: list[str] | None = None
+    connector = store._connector
+
+    class Recording:  # wraps the store's connections to see what it sends (instrumentation, no fake)
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def cursor(self) -> Any:
+            return RecordingCursor(self._conn.cursor())
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(self._conn, attr)
+
+    class RecordingCursor:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def execute(self, sql: str, args: Any = None) -> Any:
+            if sent is not None:
+                sent.append(sql)
+            return self._cursor.execute(sql, args)
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(self._cursor, attr)
+
+    store.close()
+    store._connector = lambda: Recording(connector())
+
+    @contextmanager
+    def statements() -> Iterator[list[str]]:
+        nonlocal sent
+        sent = []
+        try:
+            yield sent
+        finally:
+            sent = None
+
+    return Backend(name, store, store, None, partial(sql_store, uri), statements, [store.close])
+
+
+def open_postgres(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
+    return _open_sql("postgres_db", "postgres", request)
+
+
+def open_mariadb(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
+    return _open_sql("mariadb_db", "mariadb", request)
+
+
 # The registry: the contract suites run over every entry (a new store: its opener above, one line here).
 BACKENDS: list[Entry] = [
     Entry("sqlite", open_sqlite, audit=True),
     Entry("mongo", open_mongo, audit=True),
     Entry("dynamodb", open_dynamodb, audit=True),
     Entry("redis", open_redis, audit=False),
+    Entry("postgres", open_postgres, audit=True),
+    Entry("mariadb", open_mariadb, audit=True),
 ]
 
 

@@ -80,3 +80,12 @@ def redis_backend(port: int) -> LeaseBackend:
     from flamingock_provider.stores.redis_lease import RedisLeaseBackend
 
     return RedisLeaseBackend(redis.Redis(host="127.0.0.1", port=port, socket_timeout=5))
+
+
+def sql_store(uri: str) -> Any:
+    """A SqlStore (PostgreSQL or MySQL/MariaDB) on the Airflow connection URI ``uri``."""
+    from flamingock_provider.core.model import AuditConfig
+    from flamingock_provider.stores.sql import open_sql_store
+    from flamingock_provider.targets.connections import parse_env_connection
+
+    return open_sql_store(AuditConfig(conn_id="audit_db"), parse_env_connection("audit_db", uri))

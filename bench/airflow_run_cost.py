@@ -138,8 +138,18 @@ def timed_run(client: AirflowClient, dag_id: str, conf: dict[str, object] | None
     begin = time.monotonic()
     run_id, state = client.run_pipeline(dag_id, conf or {"action": "apply", "undo_to": None}, timeout=1800)
     wall = time.monotonic() - begin
-    ran = sum(1 for ti in client.task_instances(dag_id, run_id) if ti.get("hostname") or ti.get("pid"))
+    ran = sum(1 for ti in all_task_instances(client, dag_id, run_id) if ti.get("hostname") or ti.get("pid"))
     return wall, ran, state, run_id
+
+
+def all_task_instances(client: AirflowClient, dag_id: str, run_id: str) -> list[dict[str, object]]:
+    """Every task instance of the run: the REST API serves at most 100 per page."""
+    found: list[dict[str, object]] = []
+    while True:
+        page = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100, offset=len(found))
+        found += page["task_instances"]
+        if not page["task_instances"] or len(found) >= page["total_entries"]:
+            return found
 
 
 def ready(client: AirflowClient, dag_id: str) -> str:

@@ -22,6 +22,8 @@ from flamingock_provider.templates._dynamodb_base import (
     Problems,
     check_list,
     check_str,
+    describe,
+    key_names,
     table_keys,
 )
 
@@ -138,7 +140,7 @@ class _ItemsTemplate(DynamoTemplate):
         """How many of the keys hold an item now (one consistent batch read)."""
         client, table = self.client(ctx), payload["table"]
         items = [to_item(e) for e in self.entries(ctx, payload)]
-        keys = self.keyed(describe(client, table), items, table)
+        keys = self.keyed(key_names(describe(client, table)), items, table)  # plan time: not cached
         found = sum(1 for item in self.capture(client, table, keys) if item is not None)
         return f"table {table}: {found:,} of {len(keys):,} keys hold an item"
 

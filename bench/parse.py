@@ -1,9 +1,10 @@
-"""DAG build time and peak memory: flamingock_provider against dag-factory, plus the worker re-parse.
+"""DAG build time and peak memory: flamingock_provider against the same DAG by hand and dag-factory.
 
     .venv/bin/python bench/parse.py [--sizes 10,100,1000,10000] [--repeat 3]
 
-For each size it writes a pipeline of N units in 10 stages (SQL units with a rollback) and a
-dag-factory YAML of the same shape: the same task count (lock, plan, one chained task per unit,
+The floor is the same shape written by hand, as a new user would: a Python DAG file with a loop
+of EmptyOperator tasks in TaskGroups chained with ``>>``. For each size it writes a pipeline of N
+units in 20 stages (SQL units with a rollback), that DAG file and a dag-factory YAML of the shape: the same task count (lock, plan, one chained task per unit,
 a rollback per stage, undo, complete with the ``flamingock://`` asset outlet, release), the same
 TaskGroups, chained the same way. Every measurement runs in a fresh interpreter, as Airflow's DAG
 processor and workers do, after importing Airflow; what is timed is what parsing the DAG file adds:
@@ -31,7 +32,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-STAGES = 10
+STAGES = 20
 EMPTY = "airflow.providers.standard.operators.empty.EmptyOperator"
 LOADER = (
     '"""Airflow DAG loader (bench)."""\nfrom pathlib import Path\n\nfrom flamingock_provider import build_dags\n\n'
@@ -92,6 +93,49 @@ def dagfactory_config(units: int, dag_id: str) -> dict[str, Any]:
     return {dag_id: {**dag, "task_groups": groups, "tasks": tasks}}
 
 
+HAND = '''"""The floor: a pipeline's DAG shape by hand (bench/parse.py)."""
+from datetime import datetime
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset, TaskGroup
+
+UNITS, STAGES = {units}, {stages}
+per_stage = max(1, UNITS // STAGES)
+with DAG("hand", schedule=None, start_date=datetime(2024, 1, 1), catchup=False, max_active_runs=1) as dag:
+    lock = EmptyOperator(task_id="lock")
+    plan = EmptyOperator(task_id="plan")
+    lock >> plan
+    previous, work = plan, []
+    for number in range(1, STAGES + 1):
+        ks = [k for k in range(1, UNITS + 1) if min(STAGES, (k - 1) // per_stage + 1) == number]
+        if not ks:
+            continue
+        with TaskGroup(f"stage_{{number:02d}}"):
+            units = [EmptyOperator(task_id=f"apply_unit-{{k}}", trigger_rule="none_failed") for k in ks]
+            for before, after in zip(units, units[1:]):
+                before >> after
+            rollback = EmptyOperator(task_id="rollback", trigger_rule="one_failed")
+            units[-1] >> rollback
+        previous >> units[0]
+        previous = units[-1]
+        work += [units[-1], rollback]
+    undo = EmptyOperator(task_id="undo")
+    plan >> undo
+    complete = EmptyOperator(task_id="complete", trigger_rule="none_failed", outlets=[Asset("flamingock://bench")])
+    [*work, undo] >> complete
+    release = EmptyOperator(task_id="release")
+    [*work, undo, complete] >> release
+    release.as_teardown(setups=lock)
+'''
+
+
+def write_hand(folder: Path, units: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hand_dag.py"
+    path.write_text(HAND.format(units=units, stages=STAGES))
+    return path
+
+
 def write_dagfactory(folder: Path, units: int) -> Path:
     import yaml
 
@@ -116,6 +160,10 @@ def child(kind: str, target: str, trace: bool) -> dict[str, Any]:
             from flamingock_provider import build_dag
 
             return build_dag(target)
+        if kind == "hand":
+            import runpy
+
+            return runpy.run_path(target)["dag"]
         from dagfactory import load_yaml_dags
 
         found: dict[str, Any] = {}
@@ -172,12 +220,15 @@ def best(kind: str, target: Path, env: dict[str, str], repeat: int) -> dict[str,
 def bench_size(root: Path, units: int, env: dict[str, str], repeat: int) -> dict[str, Any]:
     folder = write_pipeline(root / f"n{units}" / "changes" / "bench", units)
     config = write_dagfactory(root / f"n{units}" / "dagfactory", units)
+    hand = write_hand(root / f"n{units}" / "hand", units)
     off = {**env, "FLAMINGOCK_PARSE_CACHE": "off"}
     cached = {**env, "FLAMINGOCK_PARSE_CACHE": str(root / "parse-cache")}
     run_child("flamingock", folder, cached)  # fills the file cache (and the bytecode cache)
     run_child("dagfactory", config, env)  # warms the bytecode cache
+    run_child("hand", hand, env)
     return {
         "units": units,
+        "hand": best("hand", hand, env, repeat),
         "cold": best("flamingock", folder, off, repeat),
         "cached": best("flamingock-cached", folder, cached, repeat),
         "dagfactory": best("dagfactory", config, env, repeat),
@@ -228,6 +279,23 @@ def report(sizes: list[dict[str, Any]], worker: dict[str, Any]) -> str:
             f"{df['seconds']:>13.3f} | {df['seconds'] / cold['seconds']:>6.2f}x {df['seconds'] / cached['seconds']:>8.2f}x | "
             f"{mib(cold['peak']):>8} {mib(df['peak']):>7}"
         )
+    head = (
+        f"{'units':>6} {'tasks':>6} | {'by hand s':>9} {'flamingock s':>12} {'cached s':>9} | "
+        f"{'first/hand':>10} {'cached/hand':>11} | {'hand MiB':>8} {'flam MiB':>8} {'flam/hand':>9}"
+    )
+    lines += ["", "Against the floor: the same DAG by hand (EmptyOperators in TaskGroups, chained with >>)", head]
+    lines.append("-" * len(head))
+    for row in sizes:
+        hand, cold, cached = row["hand"], row["cold"], row["cached"]
+        lines.append(
+            f"{row['units']:>6} {hand['tasks']:>6} | {hand['seconds']:>9.3f} {cold['seconds']:>12.3f} "
+            f"{cached['seconds']:>9.3f} | {cold['seconds'] / hand['seconds']:>9.2f}x "
+            f"{cached['seconds'] / hand['seconds']:>10.2f}x | {mib(hand['peak']):>8} {mib(cold['peak']):>8} "
+            f"{cold['peak'] / hand['peak']:>8.2f}x"
+        )
+    lines.append(
+        "Goal (issue 15): at 1,000 and 10,000 units, first parse and cached ≤ 1.15x the time, ≤ 1.3x the memory."
+    )
     flam, df = worker["flamingock"], worker["dagfactory"]
     lines += [
         "",

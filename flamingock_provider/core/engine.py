@@ -33,7 +33,16 @@ from flamingock_provider.core.model import (
     Stage,
     State,
 )
-from flamingock_provider.core.plan import Decision, MarkerCheck, Resolution, decide, drifted, plan_pipeline
+from flamingock_provider.core.plan import (
+    Decision,
+    MarkerCheck,
+    Resolution,
+    Skips,
+    decide,
+    drifted,
+    plan_pipeline,
+    run_skips,
+)
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.exceptions import (
     ChangeRunningError,
@@ -110,6 +119,34 @@ class Engine:
         """Decide every unit. ``live_token``: the lease holder's token when the caller is not that holder."""
         latest = self.snapshot() if snapshot is None else snapshot
         return plan_pipeline(self.pipeline, latest, markers=self._markers(), live_token=live_token)
+
+    def skips(self, decisions: Sequence[Decision], action: str = "apply") -> Skips:
+        """What this run's tasks cannot do (see :func:`run_skips`), with ``when:`` rendered as run_stage does.
+
+        A stage whose ``when`` is false skips all its units; a unit's own ``when`` counts only when it
+        would be applied (a reconcile or a blocked unit still runs, as in :meth:`run_stage`). An
+        expression that cannot be evaluated leaves its unit to run, so its task reports the error.
+        """
+        if action != "apply":
+            return run_skips(self.pipeline.stages, decisions, action)
+        by_id = {d.unit.id: d for d in decisions}
+        inactive: set[str] = set()
+        for stage in self.pipeline.stages:
+            if not self._condition_or_true(stage.when, f"{stage.folder}/stage.yaml"):
+                inactive.update(u.id for u in stage.units)
+                continue
+            for unit in stage.units:
+                decision = by_id.get(unit.id)
+                applies = decision is not None and decision.action is NextAction.APPLY and not decision.reconcile
+                if applies and not self._condition_or_true(unit.when, unit.source_file):
+                    inactive.add(unit.id)
+        return run_skips(self.pipeline.stages, decisions, action, inactive)
+
+    def _condition_or_true(self, expression: str | None, where: str) -> bool:
+        try:
+            return self.condition_true(expression, where)
+        except ConfigurationError:
+            return True
 
     def _decisions(self, snapshot: Snapshot, units: Iterable[ChangeUnit]) -> dict[str, Decision]:
         markers = self._markers()

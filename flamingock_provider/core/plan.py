@@ -8,7 +8,7 @@ never make it run a unit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from flamingock_provider.core.model import (
@@ -19,6 +19,7 @@ from flamingock_provider.core.model import (
     NextAction,
     Pipeline,
     Recovery,
+    Stage,
     State,
     TxStrategy,
 )
@@ -67,6 +68,53 @@ def hinted_done(units: Sequence[ChangeUnit], hint: Hint | None) -> bool:
     if not hint or not units:
         return False
     return all(u.id in hint and hint[u.id].nothing_to_do for u in units)
+
+
+@dataclass(frozen=True)
+class Skips:
+    """What a run has nothing to do for: its tasks may be skipped before they start (SPEC §10).
+
+    ``units``: change ids with nothing to do in this run; ``rollbacks``: stages whose rollback task
+    cannot find a failure (none of their units runs); ``undo``/``complete``: those tasks are idle.
+    """
+
+    units: frozenset[str] = frozenset()
+    rollbacks: frozenset[str] = frozenset()
+    undo: bool = False
+    complete: bool = False
+
+    def stage_idle(self, stage: Stage) -> bool:
+        """True when no unit of ``stage`` runs (its one task in ``task_per_stage`` mode may be skipped)."""
+        return all(u.id in self.units for u in stage.units)
+
+
+def run_skips(
+    stages: Sequence[Stage], decisions: Sequence[Decision], action: str, inactive: Collection[str] = ()
+) -> Skips:
+    """Decide which tasks of a run cannot do anything, from the plan made under the run's lease.
+
+    ``stages`` in run order; ``action`` is the run's (``apply``, ``plan``, ``undo``); ``inactive``
+    holds the change ids whose own or stage ``when:`` is false. A unit has work when its decision is
+    anything but "nothing to do" (apply, a reconcile to record, a blocked unit that must fail its
+    task) and it is active; a unit without a decision has work (its task decides).
+
+    Only the idle units *before* the first unit with work are skipped: a failure must still stop
+    every later unit, and in Airflow it reaches them only through tasks that are not finished yet
+    (a task already skipped passes nothing on). Later idle units skip themselves when they start.
+    A stage's rollback task is skipped when no unit of the stage has work: it can find no failure
+    there (a unit that runs may fail, and its rollback task must then run). ``plan`` and ``undo``
+    runs apply nothing.
+    """
+    every = [u.id for s in stages for u in s.units]
+    if action != "apply":
+        return Skips(
+            frozenset(every), frozenset(s.name for s in stages), undo=action != "undo", complete=action == "plan"
+        )
+    done = {d.unit.id for d in decisions if d.nothing_to_do}
+    idle = {uid for uid in every if uid in done or uid in inactive}
+    first_work = next((i for i, uid in enumerate(every) if uid not in idle), len(every))
+    units = frozenset(every[:first_work])
+    return Skips(units, frozenset(s.name for s in stages if all(u.id in idle for u in s.units)), undo=True)
 
 
 def decide(

@@ -6,6 +6,7 @@
                       └──► undo ─────────────────────────────────────────────────────────────┘
     release (teardown of lock, after every stage, rollback, undo and complete)
 
+The plan task sets ``skipped`` the tasks with nothing to do in the run before any starts (SPEC §10).
 Unit tasks run ``none_failed`` (a skipped unit does not stop the next one); a stage's ``rollback``
 task runs ``one_failed`` and checks the audit log; ``complete`` runs ``none_failed`` and is the
 run's only non-teardown leaf, so any failure fails the run even after a successful compensation.
@@ -188,6 +189,9 @@ class _PipelineTasks:
         undo = FlamingockUndoOperator(task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id)
         _link([plan], undo)
         complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id)
+        # The plan task skips what a run cannot do (the unit tasks find it by their plan_task_id).
+        plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
+        plan.undo_task_id, plan.complete_task_id = undo.task_id, complete.task_id
         work = [*(t.last for t in self.stages.values()), *(t.rollback for t in self.stages.values()), undo]
         _link(work, complete)
         release = FlamingockReleaseOperator(

@@ -1,4 +1,10 @@
-"""The plan task: read the audit state once and hand every unit's next action to the unit tasks."""
+"""The plan task: read the audit state once, hand every unit's next action on, skip what is idle.
+
+It runs after the lock task, so an ``apply`` run decides under its lease. The tasks that cannot do
+anything in this run (:meth:`Engine.skips`: units done or ``when:`` false, the rollback task of a
+stage none of whose units runs, ``undo`` outside undo runs) are set ``skipped`` through Airflow's
+``SkipMixin``, as a branch operator does, so the scheduler never starts a worker for them.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, SkipMixin
 
-from flamingock_provider.core.model import ChangeUnit, NextAction
-from flamingock_provider.core.plan import Decision
+from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline
+from flamingock_provider.core.plan import Decision, Skips
 from flamingock_provider.core.preview import rollbacks
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
 from flamingock_provider.targets import open_target
@@ -45,17 +51,33 @@ def stage_key(stage: str) -> str:
     return f"decisions.{stage}"
 
 
-class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator):
-    """Plan a pipeline run from one audit-store query; log it and push it (XCom) for the unit tasks.
+class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
+    """Plan a pipeline run from one audit-store query; push it (XCom) for the unit tasks; skip idle tasks.
+
+    The unit tasks it may skip are the :class:`FlamingockApplyOperator` tasks of its DAG whose
+    ``plan_task_id`` is this task. The builder names the others after building them.
 
     :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
+    :param rollback_task_ids: the rollback task id of each stage.
+    :param undo_task_id: the undo task; :param complete_task_id: the run's last (watcher) task.
     """
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, pipeline_dir: str | os.PathLike[str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline_dir: str | os.PathLike[str],
+        rollback_task_ids: Mapping[str, str] | None = None,
+        undo_task_id: str | None = None,
+        complete_task_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._init_pipeline(pipeline_dir)
+        self.rollback_task_ids = dict(rollback_task_ids or {})
+        self.undo_task_id = undo_task_id
+        self.complete_task_id = complete_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = run_request(context)
@@ -64,6 +86,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator):
             decisions = engine.plan(engine.snapshot())
             details = plan_details(ws.pipeline, decisions, targets=open_target, renderer=self.renderer(context))
             self._log_plan(decisions, details)
+            skips = engine.skips(decisions, request.action)
             undo: list[str] = []
             if request.action == "undo" and request.undo_to is not None:
                 units = engine.undo_targets(to=request.undo_to)
@@ -76,13 +99,42 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator):
         for stage in ws.pipeline.stages:  # one XCom per stage: a unit task reads only its own stage's
             mine = [d for d in decisions if d.unit.stage == stage.name]
             context["ti"].xcom_push(key=stage_key(stage.name), value=decisions_to_xcom(mine))
-        return {
+        summary = {
             "action": request.action,
             "apply": [d.unit.id for d in decisions if d.action is NextAction.APPLY],
             "blocked": [d.unit.id for d in decisions if d.action is NextAction.BLOCKED],
             "undo": undo,
             "risk": {uid: {"risk": d["risk"], "impact": d["impact"]} for uid, d in details.items()},
         }
+        idle = self.idle_task_ids(ws.pipeline, skips)
+        if not idle:
+            return summary
+        context["ti"].xcom_push(key="return_value", value=summary)  # skip() ends execute by raising
+        self.log.info("skipping %d task(s) with nothing to do in this run: %s", len(idle), ", ".join(idle))
+        self.skip(context["ti"], [self.dag.get_task(task_id) for task_id in idle])
+        return summary  # a mapped plan task (map index >= 0) records the skip and returns
+
+    def idle_task_ids(self, pipeline: Pipeline, skips: Skips) -> list[str]:
+        """Task ids of this run that cannot do anything, in the DAG's order."""
+        idle: list[str] = []
+        stages = {s.name: s for s in pipeline.stages}
+        for task in self.dag.tasks:
+            if getattr(task, "plan_task_id", None) != self.task_id:
+                continue
+            unit_id, stage = getattr(task, "unit_id", None), getattr(task, "stage", None)
+            if unit_id is not None:
+                is_idle = unit_id in skips.units
+            else:  # one task per stage
+                is_idle = stage in stages and skips.stage_idle(stages[stage])
+            if is_idle:
+                idle.append(task.task_id)
+        idle += [task_id for stage, task_id in self.rollback_task_ids.items() if stage in skips.rollbacks]
+        if skips.undo and self.undo_task_id:
+            idle.append(self.undo_task_id)
+        if skips.complete and self.complete_task_id:
+            idle.append(self.complete_task_id)
+        return idle
+
 
     def _log_plan(self, decisions: Sequence[Decision], details: Mapping[str, Mapping[str, Any]]) -> None:
         self.log.info(

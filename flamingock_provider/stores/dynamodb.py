@@ -2,7 +2,8 @@
 
 Audit table (``audit.table``), key ``pipeline`` (hash) + ``sk`` (range), three kinds of items::
 
-    sk = "seq"                  the pipeline's entry counter (UpdateItem ADD: numbers never repeat)
+    sk = "seq"                  the pipeline's entry counter (UpdateItem ADD: numbers never repeat; a
+                                STARTED entry takes two, the second for the entry that ends it)
     sk = "log#<seq:020d>"       one item per audit entry, append-only
     sk = "latest#<change_id>"   a copy of the change's newest entry, written in the same transaction
 
@@ -29,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from flamingock_provider.core.lease import Fence
-from flamingock_provider.core.model import AuditEntry, LeaseInfo, TargetConfig
+from flamingock_provider.core.model import AuditEntry, LeaseInfo, State, TargetConfig
 from flamingock_provider.core.targets import TargetSession
 from flamingock_provider.exceptions import StoreError
 from flamingock_provider.targets.aws import (
@@ -89,6 +90,7 @@ class DynamoDBStore:
         self.lock_table = check_table_name(lock_table, "the lock table")
         self._clock = clock
         self._clients = clients
+        self._spare: dict[tuple[str, str], int] = {}  # (pipeline, change) -> the number its STARTED reserved
         ensure_table(client, self.table, KeyAttr("pipeline", "S"), KeyAttr("sk", "S"))
         ensure_table(client, self.lock_table, KeyAttr("key", "S"))
 
@@ -98,7 +100,7 @@ class DynamoDBStore:
     # -- audit ------------------------------------------------------------------------------
 
     def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: TargetSession | None = None) -> AuditEntry:
-        stored = replace(entry, seq=self._next_seq(entry.pipeline))
+        stored = replace(entry, seq=self._seq_for(entry))
         actions = self._entry_actions(stored)
         if tx is not None:
             check = partial(self._fence_check, fence) if fence is not None else None
@@ -107,15 +109,29 @@ class DynamoDBStore:
         send_transaction(self.client, ([self._fence_check(fence)] if fence else []) + actions)
         return stored
 
-    def _next_seq(self, pipeline: str) -> int:
+    def _seq_for(self, entry: AuditEntry) -> int:
+        """The entry's number. A STARTED entry takes two in one UpdateItem and keeps the second for the
+        entry that ends the same change (APPLIED, FAILED, ...): one counter write per unit, not two.
+        A reserved number never used (the process died) is a gap, which readers never rely on.
+        """
+        mine = (entry.pipeline, entry.change_id)
+        if entry.state is State.STARTED:
+            last = self._next_seq(entry.pipeline, 2)
+            self._spare[mine] = last
+            return last - 1
+        spare = self._spare.pop(mine, None)
+        return spare if spare is not None else self._next_seq(entry.pipeline, 1)
+
+    def _next_seq(self, pipeline: str, count: int = 1) -> int:
+        """Add ``count`` to the pipeline's counter; return the last number taken."""
         reply = dynamodb_call(
             "number an audit entry",
             lambda: self.client.update_item(
                 TableName=self.table,
                 Key={"pipeline": _s(pipeline), "sk": _s(_COUNTER)},
-                UpdateExpression="ADD #seq :one",
+                UpdateExpression="ADD #seq :count",
                 ExpressionAttributeNames={"#seq": "seq"},
-                ExpressionAttributeValues={":one": _n(1)},
+                ExpressionAttributeValues={":count": _n(count)},
                 ReturnValues="UPDATED_NEW",
             ),
         )

@@ -87,6 +87,29 @@ def key_names(described: Mapping[str, Any]) -> list[str]:
     return [k["AttributeName"] for k in described["KeySchema"]]
 
 
+# (connection, execution, table) -> the table's key attribute names, so that the item templates
+# describe a table once per run, not once per unit. Only a table's deletion can change its keys:
+# the templates that delete or (re)create a table forget it.
+_KEYS: dict[tuple[str, str, str], list[str]] = {}
+
+
+def table_keys(ctx: ChangeContext, client: Any, table: str) -> list[str]:
+    """The key attribute names of ``table``: one DescribeTable per run (a missing table is an error)."""
+    session = aws_session(ctx, ctx.change.template or "dynamodb")
+    cache_key = (session.clients.conn_id, ctx.execution_id, table)
+    if cache_key not in _KEYS:
+        if len(_KEYS) > 256:  # a long-lived process runs many executions: keep the cache small
+            _KEYS.clear()
+        _KEYS[cache_key] = key_names(describe(client, table))
+    return _KEYS[cache_key]
+
+
+def forget_table(table: str) -> None:
+    """Drop what :func:`table_keys` knows of ``table`` (it is being deleted or created)."""
+    for cache_key in [k for k in _KEYS if k[2] == table]:
+        del _KEYS[cache_key]
+
+
 # -- the template base ----------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from flamingock_provider.templates._dynamodb_base import (
     check_str,
     describe,
     key_names,
+    table_keys,
 )
 
 # -- attribute values ---------------------------------------------------------------------------
@@ -120,8 +121,7 @@ class _ItemsTemplate(DynamoTemplate):
                 request = reply.get("UnprocessedKeys") or {}
         return [found.get(item_ident(table, key)) for key in keys]
 
-    def keyed(self, described: Mapping[str, Any], items: list[dict[str, Any]], table: str) -> list[dict[str, Any]]:
-        names = key_names(described)
+    def keyed(self, names: list[str], items: list[dict[str, Any]], table: str) -> list[dict[str, Any]]:
         keys, seen = [], set()
         for item in items:
             missing = [n for n in names if n not in item]
@@ -140,7 +140,7 @@ class _ItemsTemplate(DynamoTemplate):
         """How many of the keys hold an item now (one consistent batch read)."""
         client, table = self.client(ctx), payload["table"]
         items = [to_item(e) for e in self.entries(ctx, payload)]
-        keys = self.keyed(describe(client, table), items, table)
+        keys = self.keyed(key_names(describe(client, table)), items, table)  # plan time: not cached
         found = sum(1 for item in self.capture(client, table, keys) if item is not None)
         return f"table {table}: {found:,} of {len(keys):,} keys hold an item"
 
@@ -176,7 +176,7 @@ class PutItems(_ItemsTemplate):
         session = aws_session(ctx, self.name)
         client, table = session.client("dynamodb"), payload["table"]
         items = [to_item(e) for e in self.entries(ctx, payload)]
-        keys = self.keyed(describe(client, table), items, table)
+        keys = self.keyed(table_keys(ctx, client, table), items, table)
         previous = self.capture(client, table, keys)
         session.transact(
             [
@@ -199,7 +199,7 @@ class DeleteItems(_ItemsTemplate):
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         session = aws_session(ctx, self.name)
         client, table = session.client("dynamodb"), payload["table"]
-        keys = self.keyed(describe(client, table), [to_item(e) for e in self.entries(ctx, payload)], table)
+        keys = self.keyed(table_keys(ctx, client, table), [to_item(e) for e in self.entries(ctx, payload)], table)
         previous = self.capture(client, table, keys)
         session.transact(
             [

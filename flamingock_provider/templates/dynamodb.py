@@ -41,6 +41,7 @@ from flamingock_provider.templates._dynamodb_base import (
     check_str,
     count_items,
     describe,
+    forget_table,
     templated,
 )
 from flamingock_provider.templates._dynamodb_items import DeleteItems, PutItems
@@ -79,6 +80,7 @@ class CreateTable(DynamoTemplate):
 
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         client = self.client(ctx)
+        forget_table(payload["table"])
         request = create_request(payload["table"], payload)
         client.create_table(**request)
         wait_until_active(client, payload["table"])
@@ -88,6 +90,7 @@ class CreateTable(DynamoTemplate):
         self, ctx: ChangeContext, payload: Mapping[str, Any], rollback: Mapping[str, Any] | None, undo_state: Any
     ) -> None:
         client = self.client(ctx)
+        forget_table(payload["table"])
         if not isinstance(undo_state, Mapping):  # the apply did not create it (e.g. it existed): keep it
             ctx.log.warning("change %s: no table recorded as created; nothing to drop", ctx.change.id)
             return
@@ -115,6 +118,7 @@ class DeleteTable(DynamoTemplate):
     def apply(self, ctx: ChangeContext, payload: Mapping[str, Any]) -> Any:
         client = self.client(ctx)
         table = payload["table"]
+        forget_table(table)
         described = describe(client, table)
         schema = schema_of(described)
         ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription") or {}
@@ -130,6 +134,7 @@ class DeleteTable(DynamoTemplate):
     ) -> None:
         client = self.client(ctx)
         table = payload["table"]
+        forget_table(table)
         if table_status(client, table) is not None:
             return  # the delete never happened
         if not isinstance(undo_state, Mapping) or "schema" not in undo_state:

@@ -21,7 +21,7 @@ from flamingock_provider.core.model import (
     TxStrategy,
     UnitKind,
 )
-from flamingock_provider.core.plan import Decision, decide, first_blocked, hinted_done, plan_pipeline
+from flamingock_provider.core.plan import Decision, decide, first_blocked, hinted_done, plan_pipeline, run_skips
 
 
 def unit(
@@ -176,3 +176,42 @@ def test_a_hint_can_only_skip_what_it_found_done() -> None:
     assert not hinted_done(units, {"u1": done["u1"]})  # u2 unknown to the hint: decide under the lease
     assert not hinted_done(units, {**done, "u2": Decision(units[1], None, NextAction.SKIP, reconcile=True)})
     assert not hinted_done(units, None) and not hinted_done((), done)
+
+
+def _stages(**units: list[str]) -> tuple[Stage, ...]:
+    return tuple(
+        Stage(name, order, name, tuple(unit(uid) for uid in ids)) for order, (name, ids) in enumerate(units.items())
+    )
+
+
+def _decided(stages: tuple[Stage, ...], **actions: NextAction) -> list[Decision]:
+    return [Decision(u, None, actions.get(u.id, NextAction.SKIP)) for s in stages for u in s.units]
+
+
+def test_run_skips_skips_the_idle_units_before_the_first_with_work_and_idle_stages_rollbacks() -> None:
+    stages = _stages(schema=["a", "b"], data=["c"], more=["d", "e"])
+    skips = run_skips(stages, _decided(stages, c=NextAction.APPLY, e=NextAction.BLOCKED), "apply")
+    assert skips.units == {"a", "b"}  # d is idle but after c, which may fail: its task must pass that on
+    assert skips.rollbacks == {"schema"}  # data and more run a unit (e is blocked: its task must fail)
+    assert skips.undo and not skips.complete
+    assert skips.stage_idle(stages[0]) and not skips.stage_idle(stages[2])
+    nothing = run_skips(stages, _decided(stages), "apply")
+    assert nothing.units == {"a", "b", "c", "d", "e"} and nothing.rollbacks == {"schema", "data", "more"}
+
+
+def test_run_skips_treats_when_false_as_idle_and_a_reconcile_or_an_undecided_unit_as_work() -> None:
+    stages = _stages(schema=["a", "b", "c"])
+    decisions = _decided(stages, a=NextAction.APPLY)
+    reconcile = Decision(stages[0].units[1], None, NextAction.SKIP, reconcile=True)
+    assert run_skips(stages, [decisions[0], reconcile], "apply", inactive={"a"}).units == {"a"}  # b records APPLIED
+    assert run_skips(stages, decisions[:2], "apply", inactive={"a"}).units == {"a", "b"}  # c has no decision
+    everything = run_skips(stages, decisions, "apply", inactive={"a"})
+    assert everything.units == {"a", "b", "c"} and everything.rollbacks == {"schema"}
+
+
+@pytest.mark.parametrize(("action", "undo", "complete"), [("plan", True, True), ("undo", False, False)])
+def test_run_skips_in_plan_and_undo_runs_skips_every_unit_and_rollback(action: str, undo: bool, complete: bool) -> None:
+    stages = _stages(schema=["a"], data=["b"])
+    skips = run_skips(stages, _decided(stages, a=NextAction.APPLY), action)
+    assert skips.units == {"a", "b"} and skips.rollbacks == {"schema", "data"}
+    assert (skips.undo, skips.complete) == (undo, complete)

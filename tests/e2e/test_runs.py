@@ -119,3 +119,22 @@ def test_two_triggers_and_a_cli_apply_apply_each_unit_once(
     assert applied == Counter({"create-log": 1, "row-2": 1, "row-3": 1, "row-4": 1})
     rows = query(airflow_server.warehouse_db, "SELECT unit FROM e2e_race ORDER BY unit")
     assert rows == [("row-2",), ("row-3",), ("row-4",)]
+
+
+def test_a_rerun_with_nothing_to_do_starts_no_unit_task(airflow_server: AirflowServer, airflow: AirflowClient) -> None:
+    """The plan task skips done units through the execution API: the scheduler never hands them to a worker."""
+    dag_id, _ = deploy(airflow_server, airflow, "e2e_noop", orders("e2e_noop"))
+    assert airflow.run_pipeline(dag_id, {"action": "apply", "undo_to": None})[1] == "success"
+    run_id, state = airflow.run_pipeline(dag_id, {"action": "apply", "undo_to": None})
+    tis = airflow.task_instances(dag_id, run_id)
+    assert state == "success", {ti["task_id"]: ti["state"] for ti in tis}
+    started = {ti["task_id"] for ti in tis if ti.get("hostname") or ti.get("pid")}
+    assert started == {"lock", "plan", "complete", "release"}
+    assert {ti["task_id"]: ti["state"] for ti in tis if ti["task_id"] not in started} == {
+        "schema.apply_create-orders": "skipped",
+        "schema.apply_orders-index": "skipped",
+        "schema.rollback": "skipped",
+        "data.apply_seed-orders": "skipped",
+        "data.rollback": "skipped",
+        "undo": "skipped",
+    }

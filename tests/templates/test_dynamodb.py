@@ -290,3 +290,31 @@ def test_create_table_failing_on_an_existing_table_leaves_that_table_alone(tmp_p
     result = commands.apply(pipe)
     assert result["failed"]["id"] == "t" and "ResourceInUse" in result["failed"]["error"]
     assert result["compensated"] == ["t"] and "datasets" in tables(moto)
+
+
+def test_put_items_costs_three_dynamodb_calls_per_unit(tmp_path: Path, moto: MotoServer) -> None:
+    """Counted at the server: the counter (both numbers at once), the capture, the shared transaction."""
+    from collections import Counter
+
+    def seed(n: int) -> str:
+        return unit(f"s{n}", "dynamodb.put_items", {"table": "datasets", "items": [{"id": f"i{n}", "v": n}]})
+
+    pipe = pipeline(tmp_path / "p", {"0001_t.yaml": create_table(), "0002_s2.yaml": seed(2)})
+    assert commands.apply(pipe)["applied"] == ["t", "s2"]
+
+    def apply_counting(*numbers: int) -> Counter[str]:
+        for n in numbers:
+            (pipe / f"{n:04d}_s{n}.yaml").write_text(seed(n))
+        moto.calls.clear()
+        assert commands.apply(pipe)["applied"] == [f"s{n}" for n in numbers]
+        return Counter(moto.calls)
+
+    one, three = apply_counting(3), apply_counting(4, 5, 6)
+    per_unit = three - one
+    assert per_unit.total() == 2 * 3, (one, three)  # two more units, three calls each
+    assert per_unit == Counter({"UpdateItem": 2, "BatchGetItem": 2, "TransactWriteItems": 2})
+    assert three["DescribeTable"] == one["DescribeTable"]  # the table is described once per run
+    assert sorted(items(moto.client("dynamodb"))) == ["i2", "i3", "i4", "i5", "i6"]
+    assert [s for _, s, _ in trail(pipe, "s6")] == ["STARTED", "APPLIED"]
+    seqs = [e["seq"] for e in commands.history(pipe)["entries"]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

@@ -33,7 +33,35 @@ VENV_BIN = Path(sys.executable).parent
 # Every test of these folders carries the folder's marker: `make test-fast` leaves them out.
 FOLDER_MARKERS = {"e2e": "e2e", "reliability": "reliability"}
 # Over ~10 s, in files edited on main right now (so marked here, not with a decorator there).
-SLOW_ELSEWHERE = {"core/test_crash.py::test_lost_lease_stops_the_run_before_the_next_unit"}
+# Tests of ~2 s and more that `make test-fast` leaves to `make test` (measured with --durations; by name,
+# whatever their parameters), so the inner loop stays under 3 minutes on 2 cores.
+SLOW_ELSEWHERE = {
+    "core/test_crash.py::test_lost_lease_stops_the_run_before_the_next_unit",
+    "core/test_heartbeat.py::test_a_hung_store_call_never_doubles_the_heartbeat_thread",
+    "dag_factory/test_examples.py::test_events_example_runs_through_airflow",
+    "dag_factory/test_skips.py::test_a_failure_still_stops_later_units_and_runs_its_rollback_and_clean_up",
+    "dag_factory/test_skips.py::test_a_partial_rerun_starts_the_new_units_and_the_idle_units_after_the_first",
+    "dag_factory/test_skips.py::test_task_per_stage_skips_each_stage_with_nothing_to_do",
+    "dag_factory/test_skips.py::test_when_false_units_and_stages_are_skipped_before_they_start",
+    "dag_factory/test_skips.py::test_plan_and_undo_runs_start_no_unit_or_rollback_task",
+    "dag_factory/test_runs.py::test_plan_changes_nothing_and_undo_rolls_back_newest_first",
+    "dag_factory/test_runs.py::test_a_failure_compensates_fails_the_run_and_a_fixed_rerun_applies_the_rest",
+    "dag_factory/test_runs.py::test_a_clean_up_stage_runs_after_a_failure_and_a_blocked_unit_stops_its_stage",
+    "dag_factory/test_runs.py::test_when_conditions_and_jinja_payloads_use_the_run_params",
+    "cli/test_airflow_cli.py::test_airflow_still_works_and_lists_the_group",
+    "cli/test_airflow_cli.py::test_status_prints_the_same_document",
+    "cli/test_airflow_cli.py::test_a_failed_apply_exits_1_and_sends_metrics",
+    "cli/test_airflow_cli.py::test_usage_errors_exit_2_with_the_flamingock_message",
+    "stores/test_lease_contract.py::test_heartbeat_keeps_a_short_lease_alive",
+    "stores/test_lease_contract.py::test_processes_racing_never_hold_the_lease_together",
+    "test_metrics.py::test_lock_wait_runs_from_the_first_poke_to_the_lease",
+    "templates/test_dynamodb.py::test_a_crash_before_the_shared_commit_leaves_neither_item_nor_audit_entry",
+    "sensors/test_lock_and_recovery.py::test_lock_in_reschedule_mode_takes_the_lease_once_it_is_freed",
+    "sensors/test_lock_and_recovery.py::test_lock_waits_for_another_owner_then_fails_naming_the_holder",
+    "cli/test_lake_example.py::test_the_lake_example_applies_and_undoes_completely",
+    "cli/test_sql_cli.py::test_sigkill_inside_a_tx_shared_unit_leaves_no_trace",
+    "stores/test_mongo_transactions.py::test_crash_inside_a_shared_transaction_leaves_no_trace_and_the_next_run_takes_over",
+}
 TESTS = Path(__file__).resolve().parent
 
 
@@ -47,7 +75,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = FOLDER_MARKERS.get(relative.parts[0])
         if marker is not None:
             item.add_marker(getattr(pytest.mark, marker))
-        if f"{relative.as_posix()}::{item.name}" in SLOW_ELSEWHERE:
+        name = getattr(item, "originalname", item.name)
+        if f"{relative.as_posix()}::{name}" in SLOW_ELSEWHERE or f"{relative.as_posix()}::{item.name}" in SLOW_ELSEWHERE:
             item.add_marker(pytest.mark.slow)
 
 

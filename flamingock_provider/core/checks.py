@@ -16,6 +16,7 @@ what they saw into one :class:`CheckOutcome`:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,8 +239,8 @@ def bounded(call: Callable[[], Any], timeout: float, what: str, cancel: Callable
         if cancel is not None:
             try:
                 cancel()
-            except Exception:
-                pass
+            except Exception:  # the read is abandoned either way; say why it may linger
+                logging.getLogger("flamingock").debug("cancelling %s failed", what, exc_info=True)
         raise CheckTimeoutError(
             f"{what} did not answer within {timeout:g} s and was cut off; nothing was applied. Make the check "
             f"cheaper, raise its 'timeout_seconds', or look at its target"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
@@ -32,7 +33,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-class SqlLease:
+class SqlLease(ABC):
     """Lease operations over the store's connections (``_tx``, ``_cursor``, ``_again`` come from the store)."""
 
     dialect: SqlDialect
@@ -41,17 +42,21 @@ class SqlLease:
     _main_thread: int
     _main_pid: int | None
 
+    @abstractmethod
     def _tx(self, what: str, conn: Any = None) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+        """A transaction on the store's connection (or ``conn``), errors translated for ``what``."""
 
+    @abstractmethod
     def _cursor(self, what: str) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+        """A cursor outside any transaction, errors translated for ``what``."""
 
+    @abstractmethod
     def _again(self, op: Callable[[], _T]) -> _T:
-        raise NotImplementedError
+        """Run ``op``, retrying once on a connection the server dropped."""
 
+    @abstractmethod
     def _conn(self) -> Any:
-        raise NotImplementedError
+        """This thread's connection to the store's server."""
 
     def acquire(self, key: str, owner: str, ttl_s: float) -> LeaseInfo | None:
         return self._again(lambda: self._acquire(key, owner, ttl_s))

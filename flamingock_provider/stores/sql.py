@@ -119,8 +119,8 @@ class SqlStore(SqlLease):
                     self._all.remove(conn)
             try:
                 conn.close()
-            except Exception:
-                pass
+            except Exception as err:  # a broken connection is being dropped anyway
+                log.debug("closing a dropped %s audit store connection failed: %s", self.dialect.name, err)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -226,8 +226,8 @@ class SqlStore(SqlLease):
         for conn in conns:
             try:
                 conn.close()
-            except Exception:
-                pass
+            except Exception as err:  # closing is best effort: the server drops the session either way
+                log.debug("closing a %s audit store connection failed: %s", self.dialect.name, err)
         self._local = threading.local()
 
     # -- audit ------------------------------------------------------------------------------

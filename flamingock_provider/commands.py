@@ -180,14 +180,14 @@ def undo(
 
 def rehearse(
     pipeline_dir: str | os.PathLike[str],
-    scratch: Mapping[str, str],
+    scratch: Mapping[str, str] | None = None,
     *,
     params: Mapping[str, Any] | None = None,
     owner: str | None = None,
 ) -> dict[str, Any]:
     """Apply, undo and apply again the pending units on the ``scratch`` connections (target name -> conn id).
 
-    The real targets, audit store and lease are never written (SPEC §14); ``ok`` is false when a rollback
+    ``scratch`` adds to pipeline.yaml's ``rehearsal.scratch``. The real targets, audit store and lease are never written (SPEC §14); ``ok`` is false when a rollback
     did not restore its target or the second apply differs from the first.
     """
     from flamingock_provider.core.rehearsing import rehearse_pipeline

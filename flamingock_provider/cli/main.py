@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scratch",
         metavar="TARGET=CONN_ID",
         action="append",
-        required=True,
-        help="run target TARGET's changes on connection CONN_ID instead (repeat for each target)",
+        default=[],
+        help="rehearse target TARGET on connection CONN_ID (repeat per target; default: rehearsal.scratch)",
     )
     p = sub.add_parser("unlock", parents=[common], help="release a stale lease")
     p.add_argument("--force", action="store_true", help="also release a live lease")

@@ -77,15 +77,19 @@ def _load(spec: str) -> Any:
 
 def rehearse_pipeline(
     pipeline_dir: str | os.PathLike[str],
-    scratch: Mapping[str, str],
+    scratch: Mapping[str, str] | None = None,
     *,
     pipeline: Pipeline | None = None,
     run: RunInfo | None = None,
     renderer: StringRenderer | None = None,
     targets: TargetFactory | None = None,
 ) -> RehearsalReport:
-    """Rehearse the pending units of a pipeline on the ``scratch`` connections (target name -> conn id)."""
+    """Rehearse the pending units of a pipeline on the ``scratch`` connections (target name -> conn id).
+
+    ``scratch`` adds to (and overrides, per target) pipeline.yaml's ``rehearsal.scratch``.
+    """
     pipeline = pipeline if pipeline is not None else load_pipeline(pipeline_dir)
+    scratch = {**pipeline.rehearsal_scratch, **(scratch or {})}
     check_scratch_names(pipeline, scratch)
     decisions = _real_decisions(pipeline_dir, pipeline)
     pending = [d.unit for d in decisions if d.action is NextAction.APPLY and not d.reconcile]
@@ -160,8 +164,8 @@ def check_scratch_complete(pipeline: Pipeline, pending: Sequence[ChangeUnit], sc
     if missing:
         listed = "; ".join(f"{name} (used by {', '.join(ids)})" for name, ids in missing.items())
         raise RehearsalRefusedError(
-            f"pipeline {pipeline.id!r}: no scratch connection for target(s) {listed}; give each one as "
-            f"TARGET=SCRATCH_CONN_ID; nothing was run"
+            f"pipeline {pipeline.id!r}: no scratch connection for target(s) {listed}; map each one to a scratch "
+            f"connection (TARGET=SCRATCH_CONN_ID, or rehearsal.scratch in pipeline.yaml); nothing was run"
         )
 
 

@@ -140,7 +140,6 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             idle.append(self.rehearse_task_id)
         return idle
 
-
     def _log_plan(self, decisions: Sequence[Decision], details: Mapping[str, Mapping[str, Any]]) -> None:
         self.log.info(
             "plan (stage, change, latest state, next action, risk, impact):\n%s", plan_lines(decisions, details)

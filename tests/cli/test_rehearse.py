@@ -119,7 +119,11 @@ def test_a_unit_without_rollback_is_reported_and_the_older_ones_still_rehearse(t
     pipe = write_tree(tmp_path / "shop", {"pipeline.yaml": WAREHOUSE_PIPELINE, **files})
     report = commands.rehearse(pipe, {"warehouse": "warehouse_scratch"})
     assert report["mismatches"] == [
-        {"id": "audit", "phase": "undo", "detail": "no rollback: it cannot be undone, so it stays in place on the target"}
+        {
+            "id": "audit",
+            "phase": "undo",
+            "detail": "no rollback: it cannot be undone, so it stays in place on the target",
+        }
     ]
     assert report["rehearsed"] == ["orders", "audit"]
 
@@ -142,7 +146,9 @@ def test_a_scratch_naming_no_target_or_a_missing_mapping_is_refused(tmp_path: Pa
     pipe = write_tree(tmp_path / "shop", {"pipeline.yaml": WAREHOUSE_PIPELINE, **GOOD})
     with pytest.raises(RehearsalRefusedError, match="no such target \\(did you mean 'warehouse'\\?\\)"):
         commands.rehearse(pipe, {"wharehouse": "warehouse_scratch"})
-    with pytest.raises(RehearsalRefusedError, match="no scratch connection for target\\(s\\) warehouse \\(used by orders"):
+    with pytest.raises(
+        RehearsalRefusedError, match="no scratch connection for target\\(s\\) warehouse \\(used by orders"
+    ):
         commands.rehearse(pipe, {})
     assert objects(scratch) == []
 
@@ -160,7 +166,10 @@ def test_rehearsal_scratch_in_pipeline_yaml_is_validated_at_parse_time(tmp_path:
 
 @pytest.mark.slow
 def test_the_cli_prints_the_spec_json_and_exits_1_when_not_ok(tmp_path: Path, scratch: Path) -> None:
-    files = {**GOOD, "01_schema/0002_discount.yaml": sql_unit("discount", "ALTER TABLE orders ADD COLUMN d INT", "SELECT 1")}
+    files = {
+        **GOOD,
+        "01_schema/0002_discount.yaml": sql_unit("discount", "ALTER TABLE orders ADD COLUMN d INT", "SELECT 1"),
+    }
     pipe = write_tree(tmp_path / "shop", {"pipeline.yaml": WAREHOUSE_PIPELINE, **files})
     done = subprocess.run(
         [str(VENV_BIN / "flamingock"), "rehearse", str(pipe), "--scratch", "warehouse=warehouse_scratch", "--json"],

@@ -66,10 +66,10 @@ def test_a_rollback_that_forgets_a_column_an_index_and_rows_is_reported_for_its_
 ) -> None:
     files = {
         "01_schema/0001_orders.yaml": ORDERS,
-        "01_schema/0002_discount.yaml": sql_unit(
-            "discount",
-            ["ALTER TABLE orders ADD COLUMN discount INTEGER", "CREATE INDEX ix_total ON orders (total)"],
-            "SELECT 1",
+        "01_schema/0002_discount.yaml": (
+            "id: discount\nauthor: tester\ntemplate: sql\napply:\n  statements:\n"
+            "    - ALTER TABLE orders ADD COLUMN discount INTEGER\n    - CREATE INDEX ix_total ON orders (total)\n"
+            "rollback: {statements: SELECT 1}\n"
         ),
         "02_data/0003_seed.yaml": sql_unit(
             "seed", "INSERT INTO orders (id, total) VALUES (1, 10), (2, 20)", "DELETE FROM orders WHERE id = 1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import pytest
 
 from flamingock_provider import commands
 from tests.conftest import WAREHOUSE_PIPELINE, sql_unit
-from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag
+from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag, task_xcom
 
 pytestmark = pytest.mark.slow
 REHEARSAL = WAREHOUSE_PIPELINE + "rehearsal: {scratch: {warehouse: warehouse_scratch}}\n"
@@ -22,18 +21,7 @@ UNITS = {
 
 
 def rehearse_xcom(dag_id: str, run_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == "rehearse")
-            .filter(XComModel.key == "return_value")
-            .one()
-        )
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
+    return task_xcom(dag_id, run_id, "rehearse")
 
 
 def test_a_rehearse_run_fails_on_a_bad_rollback_and_touches_only_the_scratch_target(

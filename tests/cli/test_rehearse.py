@@ -14,6 +14,8 @@ from flamingock_provider import commands
 from flamingock_provider.core.loader import validate_pipeline
 from flamingock_provider.exceptions import RehearsalRefusedError
 from tests.conftest import VENV_BIN, WAREHOUSE_PIPELINE, sql_unit, write_tree
+from tests.fixtures.aws_pipelines import unit
+from tests.fixtures.http_api import HttpApi
 
 ORDERS = sql_unit(
     "orders",
@@ -190,3 +192,28 @@ def test_the_cli_prints_the_spec_json_and_exits_1_when_not_ok(tmp_path: Path, sc
         timeout=120,
     )
     assert refused.returncode == 1 and "is the connection of target 'warehouse'" in refused.stderr
+
+
+@pytest.mark.slow  # the HTTP target imports Airflow's HttpHook
+def test_an_http_unit_runs_on_its_scratch_api_and_is_listed_not_rehearsed(
+    tmp_path: Path, scratch: Path, http_api: HttpApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_API_SCRATCH", json.dumps(http_api.connection))
+    monkeypatch.setenv("AIRFLOW_CONN_REAL_API", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9}))
+    register = {"method": "POST", "endpoint": "/sources", "json": {"name": "orders"}}
+    files = {
+        **GOOD,
+        "02_data/0004_register.yaml": unit(
+            "register",
+            "http.request",
+            register,
+            target="api",
+            rollback={"method": "DELETE", "endpoint": "/sources/orders"},
+        ),
+    }
+    yaml = "targets:\n  warehouse: {conn_id: warehouse_db}\n  api: {conn_id: real_api}\ndefault_target: warehouse\n"
+    pipe = write_tree(tmp_path / "shop", {"pipeline.yaml": yaml, **files})
+    report = commands.rehearse(pipe, {"warehouse": "warehouse_scratch", "api": "api_scratch"})
+    assert report["ok"] is True, report
+    assert report["not_rehearsed"] == ["register"] and report["rehearsed"] == ["orders", "discount", "seed"]
+    assert http_api.calls() == [("POST", "/sources"), ("DELETE", "/sources/orders"), ("POST", "/sources")]

@@ -140,9 +140,9 @@ def _real_decisions(pipeline_dir: str | os.PathLike[str], pipeline: Pipeline) ->
 
 def _no_real_target(config: TargetConfig) -> TargetSession:
     raise RehearsalRefusedError(
-        f"target {config.name!r}: a change of pipeline was interrupted while STARTED and only the real target "
-        f"can tell whether it committed; a rehearsal never opens a real target: run `flamingock status` "
-        f"and resolve it, then rehearse again; nothing was run"
+        f"target {config.name!r}: a change on it was interrupted while STARTED and only the real target can "
+        f"tell whether it committed; a rehearsal never opens a real target: run `flamingock status` and "
+        f"resolve it (or apply), then rehearse again; nothing was run"
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
+from flamingock_provider.core.lease import cli_owner
 from flamingock_provider.core.loader import validate_pipeline
 from flamingock_provider.core.model import LeaseInfo
 from flamingock_provider.core.targets import TargetFactory
@@ -29,6 +30,7 @@ __all__ = [
     "history",
     "holding",
     "plan",
+    "rehearse",
     "status",
     "undo",
     "undo_plan",
@@ -174,6 +176,24 @@ def undo(
         ws.engine().undo_targets(to, last, live_token=holder.token if holder else None, snapshot=snapshot)
         with holding(ws, owner) as lease:
             return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
+
+
+def rehearse(
+    pipeline_dir: str | os.PathLike[str],
+    scratch: Mapping[str, str] | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    owner: str | None = None,
+) -> dict[str, Any]:
+    """Apply, undo and apply again the pending units on the ``scratch`` connections (target name -> conn id).
+
+    ``scratch`` adds to pipeline.yaml's ``rehearsal.scratch``. The real targets, audit store and lease are never written (SPEC §14); ``ok`` is false when a rollback
+    did not restore its target or the second apply differs from the first.
+    """
+    from flamingock_provider.core.rehearsing import rehearse_pipeline
+
+    run = new_run(owner or cli_owner(), params)
+    return rehearse_pipeline(pipeline_dir, scratch, run=run, renderer=cli_renderer(run)).to_json()
 
 
 def history(pipeline_dir: str | os.PathLike[str], change: str | None = None) -> dict[str, Any]:

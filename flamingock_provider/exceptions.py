@@ -19,6 +19,7 @@
      │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
      │    └── LeaseLostError              the lease expired or was taken over mid-run
      ├── StoreError                       the audit store or lease store failed (I/O, outage)
+     ├── RehearsalRefusedError            a rehearsal would touch a real target, or its scratch mapping is wrong
      └── UsageError                       bad command-line or API arguments                  (exit 2)
           └── DriftNotAcceptedError       marking a changed file applied without accepting its checksum
 
@@ -253,6 +254,10 @@ class LeaseLostError(LeaseError):
 
 class StoreError(FlamingockError):
     """The audit store or lease store failed (outage, I/O error, corrupt data)."""
+
+
+class RehearsalRefusedError(FlamingockError):
+    """A rollback rehearsal refused to start (nothing ran): a scratch connection is a real one, or one is missing."""
 
 
 class DriftNotAcceptedError(UsageError):

@@ -36,6 +36,7 @@ def get_provider_info() -> dict[str, Any]:
                     "flamingock_provider.operators.undo",
                     "flamingock_provider.operators.release",
                     "flamingock_provider.operators.complete",
+                    "flamingock_provider.operators.rehearse",
                 ],
             }
         ],

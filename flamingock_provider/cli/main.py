@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from flamingock_provider.cli import render
+from flamingock_provider.cli.rehearsal import render_rehearsal, scratch_mapping
 from flamingock_provider.commandline import FIX_STATES
 from flamingock_provider.exceptions import FlamingockError, PipelineValidationError
 
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("change_id", metavar="ID")
     p.add_argument("--as", dest="as_", required=True, choices=list(FIX_STATES))
     p.add_argument("--accept-checksum", action="store_true", help="record the file's current checksum")
+    p = sub.add_parser(
+        "rehearse", parents=[common], help="apply, undo and apply again on scratch targets; report bad rollbacks"
+    )
+    p.add_argument(
+        "--scratch",
+        metavar="TARGET=CONN_ID",
+        action="append",
+        default=[],
+        help="rehearse target TARGET on connection CONN_ID (repeat per target; default: rehearsal.scratch)",
+    )
     p = sub.add_parser("unlock", parents=[common], help="release a stale lease")
     p.add_argument("--force", action="store_true", help="also release a live lease")
     return parser
@@ -72,12 +83,13 @@ def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[
         ),
         "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum), render.render_fix),
         "unlock": lambda: (commands.unlock(d, args.force), render.render_unlock),
+        "rehearse": lambda: (commands.rehearse(d, scratch_mapping(args.scratch)), render_rehearsal),
     }
     return table[args.command]()
 
 
 def exit_code_of(command: str, doc: dict[str, Any]) -> int:
-    if command == "validate":
+    if command in ("validate", "rehearse"):
         return 0 if doc["ok"] else 1
     if command in ("apply", "undo") and "undo" not in doc:
         return 1 if doc.get("failed") else 4 if doc.get("blocked") else 0

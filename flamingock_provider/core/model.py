@@ -206,6 +206,7 @@ class Pipeline:
     run_mode: RunMode = RunMode.TASK_PER_UNIT
     metadata: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: str = ""  # sha256 over every file the pipeline was built from
+    rehearsal_scratch: Mapping[str, str] = field(default_factory=dict)  # target name -> scratch conn id (§14)
 
     @property
     def units(self) -> tuple[ChangeUnit, ...]:

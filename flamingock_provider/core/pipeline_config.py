@@ -28,6 +28,7 @@ from flamingock_provider.core.unit_parser import UnitScope
 PIPELINE_KEYS = (
     *("id", "description", "schedule", "start_date", "tags", "audit", "lock", "targets"),
     *("default_target", "recovery", "on_failure", "run_mode", "metadata"),
+    "rehearsal",
 )
 STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
 NAME_PATTERN = r"[A-Za-z0-9._-]+"
@@ -58,6 +59,7 @@ def pipeline_settings(
     targets = _targets(fields) if data is not None else None
     settings["targets"] = targets or {}
     settings["default_target"] = _default_target(fields, targets)
+    settings["rehearsal_scratch"] = _rehearsal_scratch(fields, targets)
     names = frozenset(targets) if targets is not None else None
     scope = UnitScope(root, names, settings["default_target"], settings["recovery"])
     return settings, scope
@@ -202,6 +204,27 @@ def _default_target(fields: Fields, targets: dict[str, TargetConfig] | None) -> 
         hint = did_you_mean(name, targets) if targets else "; define it under 'targets:'"
         fields.error("default_target", f"unknown target {name!r}{hint}")
     return name
+
+
+def _rehearsal_scratch(fields: Fields, targets: dict[str, TargetConfig] | None) -> dict[str, str]:
+    """``rehearsal: {scratch: {target: conn_id}}``: which connection each target is rehearsed on (SPEC §14)."""
+    sub = Fields(fields.mapping("rehearsal") or {}, fields.errors, prefix="rehearsal.")
+    sub.check_keys(("scratch",))
+    scratch: dict[str, str] = {}
+    real = {t.conn_id: name for name, t in (targets or {}).items()}
+    for name, conn_id in (sub.mapping("scratch", required="rehearsal" in fields.data) or {}).items():
+        if not isinstance(conn_id, str) or not conn_id.strip():
+            sub.error(f"scratch.{name}", f"must be the scratch connection id, got {describe(conn_id)}")
+        elif targets is not None and name not in targets:
+            sub.error(f"scratch.{name}", f"unknown target {name!r}{did_you_mean(str(name), targets)}")
+        elif conn_id in real:
+            sub.error(
+                f"scratch.{name}",
+                f"{conn_id!r} is the real connection of target {real[conn_id]!r}; name a separate scratch connection",
+            )
+        else:
+            scratch[str(name)] = conn_id.strip()
+    return scratch
 
 
 def stage_settings(path: Path, errors: list[str]) -> dict[str, Any]:

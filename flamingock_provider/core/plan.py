@@ -75,13 +75,14 @@ class Skips:
     """What a run has nothing to do for: its tasks may be skipped before they start (SPEC §10).
 
     ``units``: change ids with nothing to do in this run; ``rollbacks``: stages whose rollback task
-    cannot find a failure (none of their units runs); ``undo``/``complete``: those tasks are idle.
+    cannot find a failure (none of their units runs); ``undo``/``complete``/``rehearse``: those tasks are idle.
     """
 
     units: frozenset[str] = frozenset()
     rollbacks: frozenset[str] = frozenset()
     undo: bool = False
     complete: bool = False
+    rehearse: bool = True
 
     def stage_idle(self, stage: Stage) -> bool:
         """True when no unit of ``stage`` runs (its one task in ``task_per_stage`` mode may be skipped)."""
@@ -102,13 +103,14 @@ def run_skips(
     every later unit, and in Airflow it reaches them only through tasks that are not finished yet
     (a task already skipped passes nothing on). Later idle units skip themselves when they start.
     A stage's rollback task is skipped when no unit of the stage has work: it can find no failure
-    there (a unit that runs may fail, and its rollback task must then run). ``plan`` and ``undo``
-    runs apply nothing.
+    there (a unit that runs may fail, and its rollback task must then run). ``plan``, ``undo`` and
+    ``rehearse`` runs apply nothing; only a ``rehearse`` run starts the rehearse task.
     """
     every = [u.id for s in stages for u in s.units]
     if action != "apply":
+        rollbacks = frozenset(s.name for s in stages)
         return Skips(
-            frozenset(every), frozenset(s.name for s in stages), undo=action != "undo", complete=action == "plan"
+            frozenset(every), rollbacks, undo=action != "undo", complete=action == "plan", rehearse=action != "rehearse"
         )
     done = {d.unit.id for d in decisions if d.nothing_to_do}
     idle = {uid for uid in every if uid in done or uid in inactive}

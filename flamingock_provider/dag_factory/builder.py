@@ -30,16 +30,17 @@ from airflow.sdk.definitions.param import ParamsDict
 from flamingock_provider.core.model import Pipeline, RunMode, Stage
 from flamingock_provider.core.pipeline_cache import cached_pipeline
 from flamingock_provider.dag_factory.docs import dag_doc, stage_doc, unit_doc
-from flamingock_provider.operators._common import ACTIONS, caller_file
+from flamingock_provider.operators._common import ACTIONS, REHEARSE, caller_file
 from flamingock_provider.operators.apply import FlamingockApplyOperator
 from flamingock_provider.operators.complete import FlamingockCompleteOperator
 from flamingock_provider.operators.plan import FlamingockPlanOperator
+from flamingock_provider.operators.rehearse import FlamingockRehearseOperator
 from flamingock_provider.operators.release import FlamingockReleaseOperator
 from flamingock_provider.operators.rollback import FlamingockRollbackOperator
 from flamingock_provider.operators.undo import FlamingockUndoOperator
 from flamingock_provider.sensors.lock import FlamingockLockSensor
 
-RESERVED_IDS = frozenset({"lock", "plan", "undo", "complete", "release"})
+RESERVED_IDS = frozenset({"lock", "plan", "undo", "complete", "release", "rehearse"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -47,16 +48,20 @@ def dag_id_for(pipeline_id: str) -> str:
     return f"flamingock_{pipeline_id}"
 
 
-def trigger_params() -> dict[str, Param]:
-    """Return fresh trigger-form params (Airflow writes run conf into Param objects: never share them)."""
+def trigger_params(rehearse: bool = False) -> dict[str, Param]:
+    """Return fresh trigger-form params (Airflow writes run conf into Param objects: never share them).
+
+    ``rehearse``: the pipeline has ``rehearsal.scratch``, so ``action`` also offers ``rehearse``.
+    """
     return {
         "action": Param(
             "apply",
             type="string",
-            enum=list(ACTIONS),
+            enum=[*ACTIONS, REHEARSE] if rehearse else list(ACTIONS),
             title="Action",
             description="apply: run pending changes · plan: show what apply would do (no lock, no change) · "
-            "undo: roll back the changes applied after 'undo_to', newest first",
+            "undo: roll back the changes applied after 'undo_to', newest first"
+            + (" · rehearse: apply, undo and apply again on the scratch targets" if rehearse else ""),
         ),
         "undo_to": Param(
             None,
@@ -108,7 +113,7 @@ def _absolute(pipeline_dir: str | os.PathLike[str], dag_file: Path | None) -> st
 def _dag_arguments(pipeline: Pipeline, overrides: dict[str, Any]) -> dict[str, Any]:
     overrides = dict(overrides)
     tags = {"flamingock", *pipeline.tags, *overrides.pop("tags", ())}
-    params = {**trigger_params(), **overrides.pop("params", {})}
+    params = {**trigger_params(bool(pipeline.rehearsal_scratch)), **overrides.pop("params", {})}
     arguments: dict[str, Any] = {
         "dag_id": dag_id_for(pipeline.id),
         "schedule": _schedule(pipeline.schedule),
@@ -193,12 +198,22 @@ class _PipelineTasks:
         plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
         plan.undo_task_id, plan.complete_task_id = undo.task_id, complete.task_id
         work = [*(t.last for t in self.stages.values()), *(t.rollback for t in self.stages.values()), undo]
+        work += self._rehearse(plan)
         _link(work, complete)
         release = FlamingockReleaseOperator(
             task_id="release", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id
         )
         _link([*work, complete], release)
         release.as_teardown(setups=lock)
+
+    def _rehearse(self, plan: FlamingockPlanOperator) -> list[BaseOperator]:
+        """The rehearse task after plan, where pipeline.yaml has ``rehearsal.scratch`` (SPEC §14)."""
+        if not self.pipeline.rehearsal_scratch:
+            return []
+        rehearse = FlamingockRehearseOperator(task_id="rehearse", pipeline_dir=self.pipeline_dir)
+        _link([plan], rehearse)
+        plan.rehearse_task_id = rehearse.task_id
+        return [rehearse]
 
     def _lock(self) -> FlamingockLockSensor:
         config = self.pipeline.lock

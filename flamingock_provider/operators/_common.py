@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from flamingock_provider.core.workspace import Workspace
 
 ACTIONS = ("apply", "plan", "undo")
+REHEARSE = "rehearse"  # an action only where pipeline.yaml has rehearsal.scratch (SPEC §14)
 # Errors a retry cannot fix: the task fails at once, with the message that says what to do.
 FATAL_ERRORS = (UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError)
 _EXECUTION_NAMESPACE = uuid.UUID("6f1c3a52-4a8e-4d0e-9a43-7d2b1f0c9e11")
@@ -58,7 +59,7 @@ def run_request(context: Context) -> RunRequest:
     params = context.get("params") or {}
     action = params.get("action") or "apply"
     undo_to = params.get("undo_to") or None
-    if action not in ACTIONS:
+    if action not in (*ACTIONS, REHEARSE):
         raise AirflowFailException(f"param 'action' is {action!r}; use one of: {', '.join(ACTIONS)}")
     if action == "undo" and undo_to is None:
         raise AirflowFailException(

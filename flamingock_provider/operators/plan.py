@@ -60,6 +60,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
     :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
     :param rollback_task_ids: the rollback task id of each stage.
     :param undo_task_id: the undo task; :param complete_task_id: the run's last (watcher) task.
+    :param rehearse_task_id: the rehearse task, where the pipeline has one.
     """
 
     ui_color = "#e8f0fe"
@@ -71,6 +72,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         rollback_task_ids: Mapping[str, str] | None = None,
         undo_task_id: str | None = None,
         complete_task_id: str | None = None,
+        rehearse_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,6 +80,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         self.rollback_task_ids = dict(rollback_task_ids or {})
         self.undo_task_id = undo_task_id
         self.complete_task_id = complete_task_id
+        self.rehearse_task_id = rehearse_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = run_request(context)
@@ -133,8 +136,9 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             idle.append(self.undo_task_id)
         if skips.complete and self.complete_task_id:
             idle.append(self.complete_task_id)
+        if skips.rehearse and self.rehearse_task_id:
+            idle.append(self.rehearse_task_id)
         return idle
-
 
     def _log_plan(self, decisions: Sequence[Decision], details: Mapping[str, Mapping[str, Any]]) -> None:
         self.log.info(

@@ -105,8 +105,9 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining + 60))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        if run_request(context).action == "plan":
-            self.log.info("action 'plan': no lease taken")
+        action = run_request(context).action
+        if action in ("plan", "rehearse"):  # a rehearsal runs on scratch targets with a lease of its own
+            self.log.info("action %r: no lease taken", action)
             return PokeReturnValue(is_done=True, xcom_value=None)
         with airflow_errors(), self.hook(context).workspace() as ws:
             lease = ws.lease(run_owner(context))

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.conftest import sql_unit
-from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag
+from tests.fixtures.airflow_dags import load_dag, make_pipeline, run_dag, task_xcom
 
 
 def test_plan_task_reports_risk_and_impact(changes: Path, sqlite_target: Path) -> None:
@@ -45,20 +45,7 @@ def test_plan_log_lines_name_risk_reasons_and_impact() -> None:
 
 
 def _plan_xcom(dag_id: str, run_id: str) -> dict:  # type: ignore[type-arg]
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == "plan")
-            .filter(XComModel.key == "return_value")
-            .one()
-        )
-        value = row.value
-    import json
-
-    return json.loads(value) if isinstance(value, str) else value
+    return task_xcom(dag_id, run_id, "plan")  # type: ignore[no-any-return]
 
 
 def test_preconditions_in_airflow_skip_the_unit_task_and_audit_what_they_saw(

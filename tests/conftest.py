@@ -76,7 +76,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if marker is not None:
             item.add_marker(getattr(pytest.mark, marker))
         name = getattr(item, "originalname", item.name)
-        if f"{relative.as_posix()}::{name}" in SLOW_ELSEWHERE or f"{relative.as_posix()}::{item.name}" in SLOW_ELSEWHERE:
+        if (
+            f"{relative.as_posix()}::{name}" in SLOW_ELSEWHERE
+            or f"{relative.as_posix()}::{item.name}" in SLOW_ELSEWHERE
+        ):
             item.add_marker(pytest.mark.slow)
 
 

@@ -51,9 +51,7 @@ def test_status_taken_while_another_runner_starts_a_unit_never_says_blocked(
     def start_runner_during_first_read() -> None:
         if runner:
             return
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "flamingock"), "apply", str(pipe)], env=os.environ.copy(), text=True
-        )
+        proc = subprocess.Popen([str(VENV_BIN / "flamingock"), "apply", str(pipe)], env=os.environ.copy(), text=True)
         runner.append(proc)
         deadline = time.monotonic() + 60
         while not any(e["state"] == "STARTED" for e in commands.history(pipe)["entries"]):

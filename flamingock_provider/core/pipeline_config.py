@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flamingock_provider.core.documents import DocumentError, Fields, describe, read_document
+from flamingock_provider.core.fleet import parse_fleet
 from flamingock_provider.core.model import (
     AuditConfig,
     LockConfig,
@@ -28,6 +29,7 @@ from flamingock_provider.core.unit_parser import UnitScope
 PIPELINE_KEYS = (
     *("id", "description", "schedule", "start_date", "tags", "audit", "lock", "targets"),
     *("default_target", "recovery", "on_failure", "run_mode", "metadata"),
+    "fleet",
 )
 STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
 NAME_PATTERN = r"[A-Za-z0-9._-]+"
@@ -58,6 +60,7 @@ def pipeline_settings(
     targets = _targets(fields) if data is not None else None
     settings["targets"] = targets or {}
     settings["default_target"] = _default_target(fields, targets)
+    settings["fleet"] = parse_fleet(fields, targets)
     names = frozenset(targets) if targets is not None else None
     scope = UnitScope(root, names, settings["default_target"], settings["recovery"])
     return settings, scope

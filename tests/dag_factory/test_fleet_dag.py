@@ -27,7 +27,7 @@ UNITS = {
 def fleet_yaml(extra: str = "") -> str:
     return (
         "targets:\n  app: {conn_id: base_db}\nlock: {poke_interval_seconds: 0.05}\n"
-        "fleet:\n  members_from: {variable: fleet_dag_tenants}\n  waves: [1, '50%', rest]\n  max_parallel: 2\n" + extra
+        "fleet:\n  members_from: {variable: fleet_dag_tenants}\n  waves: [1, '50%', rest]\n  max_parallel: 8\n" + extra
     )
 
 
@@ -66,7 +66,13 @@ def test_a_fleet_dag_maps_each_wave_over_its_members_and_a_member_added_later_ap
 ) -> None:
     folder = make_pipeline(changes, "fleetdag", UNITS, fleet_yaml())
     dag = load_dag("flamingock_fleetdag")
-    assert sorted(dag.task_ids) == ["members", "report", *(f"wave_{n}.{t}" for n in (1, 2, 3) for t in ("member", "members"))]
+    assert sorted(dag.task_ids) == [
+        "members",
+        "report",
+        *(f"wave_{n}.{t}" for n in (1, 2, 3) for t in ("member", "members")),
+    ]
+
+    assert {dag.get_task(f"wave_{n}.member").max_active_tis_per_dagrun for n in (1, 2, 3)} == {8}
 
     set_members(tmp_path, monkeypatch, ["acme", "globex", "initech", "umbrella"])
     first = run_dag(dag)

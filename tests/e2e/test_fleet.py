@@ -21,7 +21,7 @@ UNITS = {
 }
 PIPELINE = (
     "targets:\n  app: {conn_id: e2e_fleet_base}\nlock: {poke_interval_seconds: 0.2}\n"
-    "fleet:\n  members_from: {variable: e2e_fleet_members}\n  waves: [1, rest]\n  max_parallel: 4\n"
+    "fleet:\n  members_from: {variable: e2e_fleet_members}\n  waves: [1, rest]\n  max_parallel: 2\n"
 )
 
 

@@ -88,6 +88,11 @@ def test_a_fleet_dag_maps_each_wave_over_its_members_resolved_when_the_run_start
     entries = commands.history(folder, member="globex")["entries"]
     assert {(e["member"], e["dag_id"]) for e in entries} == {("globex", "flamingock_fleetdag")}
 
+    undo = run_dag(dag, action="undo", undo_to="a")  # every member rolls back b, under its own lease
+    assert undo.state == "success"
+    assert all(applied(tmp_path, n) == [] for n in ("acme", "globex", "initech", "umbrella"))
+    assert commands.history(folder, member="acme")["entries"][-1]["state"] == "ROLLED_BACK"
+
 
 @pytest.mark.slow
 def test_halt_stops_later_waves_after_a_failed_canary_and_the_run_fails_naming_it(

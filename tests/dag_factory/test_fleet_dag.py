@@ -108,3 +108,10 @@ def test_halt_stops_later_waves_after_a_failed_canary_and_the_run_fails_naming_i
     assert member_tasks(dag.dag_id, run.run_id) == {"canary": ("wave_1.member", "failed")}  # wave 2 never expanded
     assert run.tasks["report"] == "failed" and run.tasks["wave_2.member"] == "upstream_failed"
     assert applied(tmp_path, "b") is None and applied(tmp_path, "c") is None
+
+    # on_error: continue: every wave starts whatever the waves before it did (the report still fails the run).
+    make_pipeline(changes, "fleetgoon", UNITS, fleet_yaml("  on_error: continue\n"))
+    goon = load_dag("flamingock_fleetgoon")
+    rules = [goon.get_task(f"wave_{n}.members").trigger_rule for n in (1, 2, 3)]
+    assert rules == ["all_success", "all_done", "all_done"] and goon.get_task("report").trigger_rule == "all_done"
+    assert [dag.get_task(f"wave_{n}.members").trigger_rule for n in (2, 3)] == ["none_failed", "none_failed"]

@@ -28,32 +28,40 @@ def fix_word(state: State) -> str:
     return _FIX_WORDS[state]
 
 
-def fix_command(pipeline_dir: str, unit_id: str, state: State | str, accept_checksum: bool = False) -> str:
+def fix_command(
+    pipeline_dir: str, unit_id: str, state: State | str, accept_checksum: bool = False, member: str | None = None
+) -> str:
     """Return the exact ``flamingock fix`` command line that records ``state`` for ``unit_id``.
 
-    ``state`` is a fix state, or its ``--as`` spelling (``applied`` / ``rolled-back``).
+    ``state`` is a fix state, or its ``--as`` spelling (``applied`` / ``rolled-back``); ``member``
+    scopes it to one fleet member (SPEC §13).
     """
     word = state if isinstance(state, str) and state in FIX_STATES else fix_word(State(state))
     cmd = ["flamingock", "fix", pipeline_dir, unit_id, "--as", word]
     if accept_checksum:
         cmd.append("--accept-checksum")
-    return shlex.join(cmd)
+    return shlex.join(cmd + member_flag(member))
 
 
-def unlock_command(pipeline_dir: str, force: bool = False) -> str:
-    """Return the ``flamingock unlock`` command line for a pipeline folder."""
-    return shlex.join(["flamingock", "unlock", pipeline_dir, *(["--force"] if force else [])])
+def member_flag(member: str | None) -> list[str]:
+    """``--member NAME`` for a fleet member's command line, nothing otherwise."""
+    return [] if member is None else ["--member", member]
 
 
-def blocked_report(pipeline_dir: str, decision: Decision) -> dict[str, Any]:
+def unlock_command(pipeline_dir: str, force: bool = False, member: str | None = None) -> str:
+    """Return the ``flamingock unlock`` command line for a pipeline folder (or one fleet member)."""
+    return shlex.join(["flamingock", "unlock", pipeline_dir, *(["--force"] if force else []), *member_flag(member)])
+
+
+def blocked_report(pipeline_dir: str, decision: Decision, member: str | None = None) -> dict[str, Any]:
     """Return SPEC §11's ``blocked`` object for a blocked decision: id, state, reason and the fix command."""
     resolution = decision.resolution
     reason = decision.reason
     fix = None
     if resolution is not None:
-        fix = fix_command(pipeline_dir, decision.unit.id, resolution.state, resolution.accept_checksum)
+        fix = fix_command(pipeline_dir, decision.unit.id, resolution.state, resolution.accept_checksum, member)
         if resolution.alternative is not None:
-            other = fix_command(pipeline_dir, decision.unit.id, resolution.alternative)
+            other = fix_command(pipeline_dir, decision.unit.id, resolution.alternative, member=member)
             reason = f"{reason}; if it is fully in place run `{other}`, otherwise mark it {fix_word(resolution.state)}"
     return {
         "id": decision.unit.id,
@@ -63,15 +71,15 @@ def blocked_report(pipeline_dir: str, decision: Decision) -> dict[str, Any]:
     }
 
 
-def blocked_error(pipeline_dir: str, decision: Decision) -> BlockedError:
+def blocked_error(pipeline_dir: str, decision: Decision, member: str | None = None) -> BlockedError:
     """Return the error that stops a stage at a blocked unit, naming the exact fix command."""
-    report = blocked_report(pipeline_dir, decision)
+    report = blocked_report(pipeline_dir, decision, member)
     return BlockedError(report["id"], report["state"], report["reason"], report["fix"] or "")
 
 
-def decision_json(pipeline_dir: str, decision: Decision) -> dict[str, Any]:
+def decision_json(pipeline_dir: str, decision: Decision, member: str | None = None) -> dict[str, Any]:
     """Return one change of SPEC §11's ``plan``/``status`` document."""
-    blocked = blocked_report(pipeline_dir, decision) if decision.action is NextAction.BLOCKED else None
+    blocked = blocked_report(pipeline_dir, decision, member) if decision.action is NextAction.BLOCKED else None
     return {
         "id": decision.unit.id,
         "stage": decision.unit.stage,

@@ -12,16 +12,19 @@ the CLI uses; ``apply``/``undo`` report a failed or blocked unit in the result i
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
+from flamingock_provider.core.context import StringRenderer
 from flamingock_provider.core.lease import cli_owner
 from flamingock_provider.core.loader import validate_pipeline
-from flamingock_provider.core.model import LeaseInfo
+from flamingock_provider.core.plan import Decision
 from flamingock_provider.core.targets import TargetFactory
 from flamingock_provider.core.workspace import Workspace, cli_renderer, holding, new_run, open_workspace
 from flamingock_provider.exceptions import FlamingockError, UsageError
+from flamingock_provider.fleet_commands import apply_fleet, apply_member, fleet_matrix, lock_json
 
 __all__ = [
     "Workspace",
@@ -41,12 +44,35 @@ __all__ = [
 
 # Open a pipeline with its stores (the composition root's, re-exported for embedding applications).
 workspace = open_workspace
+_lock_json = lock_json
 
 
-def _lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:
-    if info is None:
-        return None
-    return {"owner": info.owner, "token": info.token, "expires_at": info.expires_at.isoformat()}
+@contextmanager
+def _scoped(pipeline_dir: str | os.PathLike[str], member: str | None, *, fleet_ok: bool = False) -> Iterator[Workspace]:
+    """The pipeline's workspace, or one fleet member's (``member``); a fleet command needs a member unless
+    ``fleet_ok`` (``apply``, ``status`` and ``plan`` then cover every member).
+    """
+    with workspace(pipeline_dir) as ws:
+        if member is not None:
+            yield ws.for_member(member)
+        elif ws.pipeline.fleet is not None and not fleet_ok:
+            names = ", ".join(m.name for m in ws.members())
+            raise UsageError(f"pipeline {ws.pipeline.id!r} is a fleet: give --member NAME (members: {names})")
+        else:
+            yield ws
+
+
+def _with_member(doc: dict[str, Any], ws: Workspace) -> dict[str, Any]:
+    """A member-scoped command's usual document plus ``member`` (SPEC §13)."""
+    return doc if ws.pipeline.member is None else {**doc, "member": ws.pipeline.member}
+
+
+def _details(
+    targets: TargetFactory | None, renderer: StringRenderer | None, sql: bool = False
+) -> Callable[[Workspace, list[Decision]], Mapping[str, Mapping[str, Any]]]:
+    from flamingock_provider.targets.risk import plan_details
+
+    return lambda ws, decisions: plan_details(ws.pipeline, decisions, targets=targets, renderer=renderer, sql=sql)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -79,19 +105,29 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
-def status(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Each unit's latest state, next action and risk, and the lock holder.
+def status(pipeline_dir: str | os.PathLike[str], *, member: str | None = None) -> dict[str, Any]:
+    """Each unit's latest state, next action and risk, and the lock holder (of a fleet: per member).
 
     Read without the lease: a unit the live holder is applying right now is ``running``, never blocked.
     """
     from flamingock_provider.targets.risk import plan_details
 
-    with workspace(pipeline_dir) as ws:
+    with _scoped(pipeline_dir, member, fleet_ok=True) as ws:
+        if ws.pipeline.fleet is not None and ws.pipeline.member is None:
+            return fleet_matrix(ws, _risk_only(_details(None, None)))
         snapshot, holder = ws.observe()
         decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
     details = plan_details(ws.pipeline, decisions, targets=None, renderer=None)
-    changes = [{**decision_json(ws.pipeline_dir, d), "risk": details[d.unit.id]["risk"]} for d in decisions]
-    return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
+    changes = [
+        {**decision_json(ws.pipeline_dir, d, ws.pipeline.member), "risk": details[d.unit.id]["risk"]} for d in decisions
+    ]
+    return _with_member({"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}, ws)
+
+
+def _risk_only(
+    details_of: Callable[[Workspace, list[Decision]], Mapping[str, Mapping[str, Any]]],
+) -> Callable[[Workspace, list[Decision]], Mapping[str, Mapping[str, Any]]]:
+    return lambda ws, decisions: {k: {"risk": v["risk"]} for k, v in details_of(ws, decisions).items()}
 
 
 def plan(
@@ -100,21 +136,24 @@ def plan(
     sql: bool = False,
     params: Mapping[str, Any] | None = None,
     targets: TargetFactory | None = None,
+    member: str | None = None,
 ) -> dict[str, Any]:
     """What ``apply`` would do now, with each pending unit's risk and impact: no lock taken, nothing changed.
 
     ``sql``: add ``rendered``, the exact statements or payloads apply would send, rendered with ``params``.
     """
     from flamingock_provider.targets import open_target
-    from flamingock_provider.targets.risk import plan_details
 
-    with workspace(pipeline_dir) as ws:
+    renderer = cli_renderer(new_run("plan", params))
+    details_of = _details(targets or open_target, renderer, sql)
+    with _scoped(pipeline_dir, member, fleet_ok=True) as ws:
+        if ws.pipeline.fleet is not None and ws.pipeline.member is None:
+            return fleet_matrix(ws, details_of)
         snapshot, holder = ws.observe()
         decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
-    renderer = cli_renderer(new_run("plan", params))
-    details = plan_details(ws.pipeline, decisions, targets=targets or open_target, renderer=renderer, sql=sql)
-    changes = [{**decision_json(ws.pipeline_dir, d), **details[d.unit.id]} for d in decisions]
-    return {"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}
+    details = details_of(ws, decisions)
+    changes = [{**decision_json(ws.pipeline_dir, d, ws.pipeline.member), **details[d.unit.id]} for d in decisions]
+    return _with_member({"pipeline": ws.pipeline.id, "lock": _lock_json(holder), "changes": changes}, ws)
 
 
 def undo_plan(
@@ -123,12 +162,13 @@ def undo_plan(
     last: int | None = None,
     *,
     params: Mapping[str, Any] | None = None,
+    member: str | None = None,
 ) -> dict[str, Any]:
     """What ``undo`` would roll back, newest first, and the rollbacks it would send: no lock, no change."""
     from flamingock_provider.core import preview
     from flamingock_provider.targets.risk import plan_details
 
-    with workspace(pipeline_dir) as ws:
+    with _scoped(pipeline_dir, member) as ws:
         snapshot, holder = ws.observe()
         engine = ws.engine()
         live = holder.token if holder else None
@@ -136,7 +176,7 @@ def undo_plan(
         decisions = {d.unit.id: d for d in engine.plan(snapshot, live_token=live)}
     renderer = cli_renderer(new_run("plan", params))
     details = plan_details(ws.pipeline, [decisions[u.id] for u in units], targets=None, renderer=None)
-    return {
+    doc = {
         "pipeline": ws.pipeline.id,
         "undo": [
             {
@@ -148,6 +188,7 @@ def undo_plan(
             for u in units
         ],
     }
+    return _with_member(doc, ws)
 
 
 def apply(
@@ -156,11 +197,16 @@ def apply(
     *,
     params: Mapping[str, Any] | None = None,
     owner: str | None = None,
+    member: str | None = None,
 ) -> dict[str, Any]:
-    """Apply pending units under the lease; the result says what was applied, skipped, failed or blocked."""
-    with workspace(pipeline_dir) as ws, holding(ws, owner) as lease:
-        run = new_run(lease.owner, params)
-        return ws.engine(lease=lease, run=run).apply(until).to_json()
+    """Apply pending units under the lease; the result says what was applied, skipped, failed or blocked.
+
+    A fleet without ``member``: every member, in waves (SPEC §13); with it, that member only.
+    """
+    with _scoped(pipeline_dir, member, fleet_ok=True) as ws:
+        if ws.pipeline.fleet is not None and ws.pipeline.member is None:
+            return apply_fleet(ws, until, params=params)
+        return _with_member(apply_member(ws, until, params=params, owner=owner), ws)
 
 
 def undo(
@@ -169,13 +215,15 @@ def undo(
     last: int | None = None,
     *,
     owner: str | None = None,
+    member: str | None = None,
 ) -> dict[str, Any]:
     """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
-    with workspace(pipeline_dir) as ws:
+    with _scoped(pipeline_dir, member) as ws:
         snapshot, holder = ws.observe()  # bad arguments fail before waiting for the lease
         ws.engine().undo_targets(to, last, live_token=holder.token if holder else None, snapshot=snapshot)
+        ws.check_connections()
         with holding(ws, owner) as lease:
-            return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
+            return _with_member(ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json(), ws)
 
 
 def rehearse(
@@ -196,13 +244,15 @@ def rehearse(
     return rehearse_pipeline(pipeline_dir, scratch, run=run, renderer=cli_renderer(run)).to_json()
 
 
-def history(pipeline_dir: str | os.PathLike[str], change: str | None = None) -> dict[str, Any]:
+def history(
+    pipeline_dir: str | os.PathLike[str], change: str | None = None, *, member: str | None = None
+) -> dict[str, Any]:
     """Audit entries, oldest first."""
-    with workspace(pipeline_dir) as ws:
+    with _scoped(pipeline_dir, member) as ws:
         if change is not None:
             ws.engine().require_unit(change, "history of")
-        entries = ws.store.history(ws.pipeline.id, change)
-    return {"pipeline": ws.pipeline.id, "entries": [e.to_dict() for e in entries]}
+        entries = ws.store.history(ws.pipeline.audit_key, change)
+    return _with_member({"pipeline": ws.pipeline.id, "entries": [e.to_dict() for e in entries]}, ws)
 
 
 def fix(
@@ -212,6 +262,7 @@ def fix(
     accept_checksum: bool = False,
     *,
     owner: str | None = None,
+    member: str | None = None,
 ) -> dict[str, Any]:
     """Resolve a blocked unit by recording it applied or rolled back, under the lease.
 
@@ -220,28 +271,25 @@ def fix(
     """
     if as_ not in FIX_STATES:
         raise UsageError(f"--as must be one of {', '.join(FIX_STATES)}, got {as_!r}")
-    with workspace(pipeline_dir) as ws:
+    with _scoped(pipeline_dir, member) as ws:
         snapshot, holder = ws.observe()
         ws.engine().refuse_running(change_id, snapshot, holder)
         with holding(ws, owner) as lease:
             entry = ws.engine(lease=lease, run=new_run(lease.owner)).fix(change_id, FIX_STATES[as_], accept_checksum)
-    return {
-        "pipeline": ws.pipeline.id,
-        "change_id": change_id,
-        "state": entry.state.value,
-        "entry": entry.to_dict(),
-    }
+    doc = {"pipeline": ws.pipeline.id, "change_id": change_id, "state": entry.state.value, "entry": entry.to_dict()}
+    return _with_member(doc, ws)
 
 
-def unlock(pipeline_dir: str | os.PathLike[str], force: bool = False) -> dict[str, Any]:
+def unlock(pipeline_dir: str | os.PathLike[str], force: bool = False, *, member: str | None = None) -> dict[str, Any]:
     """Clear a stale (expired) lease; with ``force`` also a live one."""
-    with workspace(pipeline_dir) as ws:
-        live = ws.leases.current(ws.pipeline.id)
+    with _scoped(pipeline_dir, member) as ws:
+        live = ws.leases.current(ws.pipeline.audit_key)
         if live is not None and not force:
             raise FlamingockError(
                 f"lease of pipeline {ws.pipeline.id!r} is live: held by {live.owner!r} until "
                 f"{live.expires_at.isoformat()}; wait for it, or if that run is dead use "
-                f"`{unlock_command(ws.pipeline_dir, force=True)}`"
+                f"`{unlock_command(ws.pipeline_dir, force=True, member=ws.pipeline.member)}`"
             )
-        previous = ws.leases.force_release(ws.pipeline.id)
-    return {"pipeline": ws.pipeline.id, "released": previous is not None, "previous": _lock_json(previous)}
+        previous = ws.leases.force_release(ws.pipeline.audit_key)
+    doc = {"pipeline": ws.pipeline.id, "released": previous is not None, "previous": _lock_json(previous)}
+    return _with_member(doc, ws)

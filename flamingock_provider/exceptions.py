@@ -5,6 +5,7 @@
     FlamingockError                      exit code 1 unless a subclass says otherwise
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
+     │    └── UnknownMemberError          `--member` names no member of the fleet (lists the members)
      ├── UnitExecutionError               a change unit's apply or rollback raised
      │    └── CheckFailedError            a precondition halted the run before its unit (SPEC §14)
      ├── CheckError                       a precondition could not be evaluated
@@ -81,6 +82,19 @@ class PipelineValidationError(FlamingockError):
 
 class ConfigurationError(FlamingockError):
     """A connection, target or backend cannot be used as configured."""
+
+
+class UnknownMemberError(ConfigurationError):
+    """``--member`` names no member of the fleet (SPEC §13: exit 1, listing the members)."""
+
+    def __init__(self, name: str, members: list[str]) -> None:
+        self.name = name
+        self.members = list(members)
+        shown = ", ".join(self.members) or "(none)"
+        super().__init__(f"--member {name!r}: no such member in the fleet; the members are: {shown}")
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.name, self.members)
 
 
 class UsageError(FlamingockError):

@@ -13,6 +13,13 @@ from typing import Any, NoReturn
 
 from flamingock_provider.cli import render
 from flamingock_provider.cli.rehearsal import render_rehearsal, scratch_mapping
+from flamingock_provider.cli.render_fleet import (
+    fleet_aware,
+    fleet_exit_code,
+    is_fleet,
+    render_fleet_matrix,
+    render_fleet_run,
+)
 from flamingock_provider.commandline import FIX_STATES
 from flamingock_provider.exceptions import FlamingockError, PipelineValidationError
 
@@ -32,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--traceback", action="store_true", help="show the Python traceback on errors")
     common.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    common.add_argument("--member", metavar="NAME", help="a fleet pipeline: only this member (SPEC §13)")
     sub.add_parser("validate", parents=[common], help="parse and check the pipeline folder")
     p = sub.add_parser(
         "plan", parents=[common], help="what apply would do now, with risk and impact (no lock, no change)"
@@ -69,28 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
     from flamingock_provider import commands
 
-    d = args.pipeline_dir
+    d, m = args.pipeline_dir, args.member
     table: dict[str, Callable[[], tuple[dict[str, Any], Callable[[dict[str, Any]], str]]]] = {
         "validate": lambda: (commands.validate(d), render.render_validate),
-        "plan": lambda: (commands.plan(d, sql=args.sql), render.render_plan),
-        "status": lambda: (commands.status(d), render.render_status),
-        "apply": lambda: (commands.apply(d, args.until), render.render_run),
-        "history": lambda: (commands.history(d, args.change), render.render_history),
-        "undo": lambda: (
-            (commands.undo_plan(d, to=args.to, last=args.last), render.render_undo_plan)
-            if args.plan
-            else (commands.undo(d, to=args.to, last=args.last), render.render_run)
+        "plan": lambda: (
+            commands.plan(d, sql=args.sql, member=m),
+            fleet_aware(render.render_plan, render_fleet_matrix),
         ),
-        "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum), render.render_fix),
-        "unlock": lambda: (commands.unlock(d, args.force), render.render_unlock),
+        "status": lambda: (commands.status(d, member=m), fleet_aware(render.render_status, render_fleet_matrix)),
+        "apply": lambda: (commands.apply(d, args.until, member=m), fleet_aware(render.render_run, render_fleet_run)),
+        "history": lambda: (commands.history(d, args.change, member=m), render.render_history),
+        "undo": lambda: (
+            (commands.undo_plan(d, to=args.to, last=args.last, member=m), render.render_undo_plan)
+            if args.plan
+            else (commands.undo(d, to=args.to, last=args.last, member=m), render.render_run)
+        ),
+        "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum, member=m), render.render_fix),
+        "unlock": lambda: (commands.unlock(d, args.force, member=m), render.render_unlock),
         "rehearse": lambda: (commands.rehearse(d, scratch_mapping(args.scratch)), render_rehearsal),
     }
-    return table[args.command]()
+    doc, human = table[args.command]()
+    return doc, fleet_aware(human, human)
 
 
 def exit_code_of(command: str, doc: dict[str, Any]) -> int:
     if command in ("validate", "rehearse"):
         return 0 if doc["ok"] else 1
+    if command == "apply" and is_fleet(doc):
+        return fleet_exit_code(doc)
     if command in ("apply", "undo") and "undo" not in doc:
         return 1 if doc.get("failed") else 4 if doc.get("blocked") else 0
     return 0
@@ -100,7 +114,7 @@ def _error_json(err: FlamingockError) -> dict[str, Any]:
     doc: dict[str, Any] = {"ok": False, "error": {"type": type(err).__name__, "message": str(err)}}
     if isinstance(err, PipelineValidationError):
         doc["errors"] = [{"file": i.file, "message": i.message} for i in err.issues]
-    for name in ("unit_id", "state", "reason", "fix", "owner"):
+    for name in ("unit_id", "state", "reason", "fix", "owner", "members"):
         if hasattr(err, name):
             doc["error"][name] = getattr(err, name)
     return doc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,12 +18,29 @@ from flamingock_provider.core.model import (
     State,
     TargetConfig,
     TxStrategy,
+    audit_key,
 )
 
 if TYPE_CHECKING:
     from flamingock_provider.core.targets import TargetSession
 
 MAX_ERROR_BYTES = 16 * 1024
+KEYS_PER_QUERY = 500  # members read in one `IN (...)` query: 100 members is one query, 10,000 is 20
+
+
+def by_member(pipeline: str, members: Sequence[str], entries: Iterable[AuditEntry]) -> dict[str, dict[str, AuditEntry]]:
+    """Group the latest entries of a fleet read by member, then change id (every member present)."""
+    out: dict[str, dict[str, AuditEntry]] = {name: {} for name in members}
+    for entry in entries:
+        if entry.pipeline == pipeline and entry.member in out:
+            out[entry.member][entry.change_id] = entry
+    return out
+
+
+def key_chunks(pipeline: str, members: Sequence[str]) -> list[list[str]]:
+    """The members' audit keys, in chunks of :data:`KEYS_PER_QUERY` (one query each)."""
+    keys = [audit_key(pipeline, name) for name in members]
+    return [keys[i : i + KEYS_PER_QUERY] for i in range(0, len(keys), KEYS_PER_QUERY)]
 
 
 class AuditStore(Protocol):
@@ -42,8 +59,15 @@ class AuditStore(Protocol):
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
         """Return the latest entry of every change of ``pipeline`` in a constant number of queries."""
 
+    def latest_members(self, pipeline: str, members: Sequence[str]) -> Mapping[str, Mapping[str, AuditEntry]]:
+        """Return the latest entry of every change of each fleet member, in a constant number of queries.
+
+        One read for the whole fleet (SPEC §13): keyed by member name, then change id; a member with no
+        entry yet maps to ``{}``.
+        """
+
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
-        """Return entries oldest first."""
+        """Return entries oldest first (``pipeline`` is an audit key: a member's is ``<pipeline>@<member>``)."""
 
     def shared_target(self, target: TargetConfig) -> TargetSession | None:
         """Return a target session sharing the store's transaction (TX_SHARED), or None."""
@@ -130,4 +154,5 @@ def build_entry(
         undo_state=undo_state,
         risk=risk,
         check_outcome=None if check_outcome is None else dict(check_outcome),
+        member=pipeline.member,
     )

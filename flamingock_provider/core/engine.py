@@ -113,7 +113,7 @@ class Engine:
 
     def snapshot(self) -> Snapshot:
         """Return the latest entry per change: one store query."""
-        return self.store.latest(self.pipeline.id)
+        return self.store.latest(self.pipeline.audit_key)
 
     def plan(self, snapshot: Snapshot | None = None, *, live_token: int | None = None) -> list[Decision]:
         """Decide every unit. ``live_token``: the lease holder's token when the caller is not that holder."""
@@ -159,7 +159,7 @@ class Engine:
                 return False
             session = self.executor.targets(config)
             try:
-                return session.has_marker(self.pipeline.id, unit.id, started.execution_id)
+                return session.has_marker(self.pipeline.audit_key, unit.id, started.execution_id)
             finally:
                 session.close()
 
@@ -208,7 +208,7 @@ class Engine:
         decisions = self._decisions(self.snapshot() if snapshot is None else snapshot, stage.units)
         blocked = next((decisions[u.id] for u in stage.units if decisions[u.id].action is NextAction.BLOCKED), None)
         if blocked is not None:
-            result.blocked = blocked_report(self.pipeline_dir, blocked)
+            result.blocked = blocked_report(self.pipeline_dir, blocked, self.pipeline.member)
             return result
         for unit in chosen:
             if not self._run_unit(unit, decisions[unit.id], result):
@@ -222,7 +222,7 @@ class Engine:
     def _run_unit(self, unit: ChangeUnit, decision: Decision, result: RunResult) -> bool:
         """Run one decided unit; record a failure in ``result``. False if it failed."""
         if decision.action is NextAction.BLOCKED:
-            raise blocked_error(self.pipeline_dir, decision)
+            raise blocked_error(self.pipeline_dir, decision, self.pipeline.member)
         if decision.reconcile:
             assert decision.latest is not None
             self.executor.record(unit, State.APPLIED, Action.APPLY, strategy=decision.latest.tx_strategy)
@@ -417,7 +417,9 @@ class Engine:
                 continue  # running now under the live lease: checked again once the undo holds the lease
             reason = f"its last attempt ended {entry.state.value}; resolve it before undo"
             resolution = Resolution(State.MANUAL_MARKED_AS_ROLLED_BACK)
-            raise blocked_error(self.pipeline_dir, Decision(unit, entry, NextAction.BLOCKED, reason, resolution))
+            raise blocked_error(
+                self.pipeline_dir, Decision(unit, entry, NextAction.BLOCKED, reason, resolution), self.pipeline.member
+            )
 
     def undo(self, to: str | None = None, last: int | None = None) -> RunResult:
         """Roll back applied units after ``to`` (or the last ``last``), newest first; stop at a failure."""

@@ -262,7 +262,7 @@ class UnitExecutor:
 
     def _write_marker(self, unit: ChangeUnit, session: TargetSession) -> None:
         try:
-            session.write_marker(self.pipeline.id, unit.id, self.run.execution_id)
+            session.write_marker(self.pipeline.audit_key, unit.id, self.run.execution_id)
         except FlamingockError:
             raise
         except Exception as err:  # e.g. a write conflict on the marker table: the transaction is rolled back

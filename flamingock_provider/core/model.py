@@ -120,6 +120,38 @@ class LockConfig:
     mode: LockMode = LockMode.RESCHEDULE
 
 
+class OnError(str, enum.Enum):
+    """What a fleet does once a member failed (SPEC §13)."""
+
+    HALT = "halt"  # no later wave starts
+    CONTINUE = "continue"  # every wave runs; the run still fails
+
+
+REST = "rest"  # the wave entry taking every member not yet taken (always the last entry)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a fleet: its name and the pipeline targets it maps to its own connections."""
+
+    name: str
+    targets: Mapping[str, TargetConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """``fleet:`` of pipeline.yaml. ``members`` inline, or ``variable`` names the Airflow Variable holding them.
+
+    ``waves`` are the declared entries (an int, ``"25%"``, or ``rest``), always ending with ``rest``.
+    """
+
+    members: tuple[Member, ...] | None = None
+    variable: str | None = None
+    waves: tuple[int | str, ...] = (REST,)
+    max_parallel: int = 1
+    on_error: OnError = OnError.HALT
+
+
 @dataclass(frozen=True)
 class Step:
     """One apply/rollback pair of a template unit. ``rollback=None`` means "derive it or none"."""
@@ -207,6 +239,13 @@ class Pipeline:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: str = ""  # sha256 over every file the pipeline was built from
     rehearsal_scratch: Mapping[str, str] = field(default_factory=dict)  # target name -> scratch conn id (§14)
+    fleet: FleetConfig | None = None
+    member: str | None = None  # set on a member's view of a fleet pipeline (core.fleet.member_pipeline)
+
+    @property
+    def audit_key(self) -> str:
+        """The key of this pipeline's audit trail and lease: the id, or ``<id>@<member>`` (SPEC §9, §13)."""
+        return audit_key(self.id, self.member)
 
     @property
     def units(self) -> tuple[ChangeUnit, ...]:
@@ -227,6 +266,11 @@ class Pipeline:
     def target_of(self, unit: ChangeUnit) -> TargetConfig | None:
         name = unit.target or self.default_target
         return self.targets.get(name) if name else None
+
+
+def audit_key(pipeline: str, member: str | None) -> str:
+    """``pipeline`` outside a fleet, ``pipeline@member`` for a member ('@' is never in a pipeline id)."""
+    return pipeline if member is None else f"{pipeline}@{member}"
 
 
 @dataclass(frozen=True)
@@ -270,7 +314,13 @@ class AuditEntry:
     undo_state: Any = None  # what a rollback needs that only apply could know (e.g. generated ids)
     risk: str | None = None  # the unit's risk level when the entry was written (SPEC §14)
     check_outcome: Mapping[str, Any] | None = None  # what its preconditions saw and decided (SPEC §14)
+    member: str | None = None  # the fleet member this entry belongs to (SPEC §13), None outside a fleet
     seq: int | None = None  # store-assigned order, None until stored
+
+    @property
+    def audit_key(self) -> str:
+        """The key the store files this entry under: the pipeline id, or ``<pipeline>@<member>``."""
+        return audit_key(self.pipeline, self.member)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict of every field."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flamingock_provider.core.documents import DocumentError, Fields, describe, read_document
+from flamingock_provider.core.fleet import parse_fleet
 from flamingock_provider.core.model import (
     AuditConfig,
     LockConfig,
@@ -29,6 +30,7 @@ PIPELINE_KEYS = (
     *("id", "description", "schedule", "start_date", "tags", "audit", "lock", "targets"),
     *("default_target", "recovery", "on_failure", "run_mode", "metadata"),
     "rehearsal",
+    "fleet",
 )
 STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
 NAME_PATTERN = r"[A-Za-z0-9._-]+"
@@ -60,6 +62,7 @@ def pipeline_settings(
     settings["targets"] = targets or {}
     settings["default_target"] = _default_target(fields, targets)
     settings["rehearsal_scratch"] = _rehearsal_scratch(fields, targets)
+    settings["fleet"] = parse_fleet(fields, targets)
     names = frozenset(targets) if targets is not None else None
     scope = UnitScope(root, names, settings["default_target"], settings["recovery"])
     return settings, scope

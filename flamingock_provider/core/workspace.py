@@ -12,9 +12,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -23,13 +23,23 @@ from flamingock_provider.core.checks import CheckEvaluator
 from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
 from flamingock_provider.core.engine import Engine
 from flamingock_provider.core.executor import UnitExecutor
+from flamingock_provider.core.fleet import find_member, member_pipeline, members_from_json
 from flamingock_provider.core.lease import Lease, LeaseBackend, cli_owner
 from flamingock_provider.core.loader import load_pipeline
-from flamingock_provider.core.model import AuditConfig, AuditEntry, ChangeUnit, LeaseInfo, LockConfig, Pipeline
+from flamingock_provider.core.model import (
+    AuditConfig,
+    AuditEntry,
+    ChangeUnit,
+    LeaseInfo,
+    LockConfig,
+    Member,
+    Pipeline,
+    audit_key,
+)
 from flamingock_provider.core.paths import embedded_store_path
 from flamingock_provider.core.sinks import configured_sinks
 from flamingock_provider.core.targets import TargetFactory
-from flamingock_provider.exceptions import ConfigurationError, FlamingockError, LeaseLostError
+from flamingock_provider.exceptions import ConfigurationError, FlamingockError, LeaseLostError, UsageError
 
 log = logging.getLogger("flamingock")
 
@@ -50,6 +60,7 @@ TARGETS = "flamingock_provider.targets:open_target"
 CHECKS = "flamingock_provider.targets.checks"  # evaluates checks: per target (module with evaluate/cancel)
 UNIT_RISK = "flamingock_provider.targets.risk:unit_risk"
 CONNECTIONS = "flamingock_provider.targets.connections:get_connection"
+VARIABLES = "flamingock_provider.targets.connections:get_variable"
 
 
 def _load(spec: str) -> Any:
@@ -151,11 +162,11 @@ class Workspace:
 
     def lease(self, owner: str | None = None) -> Lease:
         """Return an unacquired lease of this pipeline for ``owner`` (a fresh CLI owner by default)."""
-        return Lease(self.leases, self.pipeline.id, owner or cli_owner(), self.pipeline.lock)
+        return Lease(self.leases, self.pipeline.audit_key, owner or cli_owner(), self.pipeline.lock)
 
     def holder(self) -> LeaseInfo | None:
         """Return the live lease holder, or None."""
-        return self.leases.current(self.pipeline.id)
+        return self.leases.current(self.pipeline.audit_key)
 
     def observe(self) -> tuple[Mapping[str, AuditEntry], LeaseInfo | None]:
         """Read the audit state, THEN the live holder: what status and plan decide from without the lease.
@@ -163,8 +174,58 @@ class Workspace:
         The order matters (verification/protocol.pml, property P5): read the other way round, a runner
         that takes the lease in between and writes STARTED would show its running unit as blocked.
         """
-        snapshot = self.store.latest(self.pipeline.id)
+        snapshot = self.store.latest(self.pipeline.audit_key)
         return snapshot, self.holder()
+
+    # -- fleets (SPEC §13) ----------------------------------------------------------------------
+
+    def members(self) -> tuple[Member, ...]:
+        """The fleet's members: inline, or read now from the Airflow Variable (``()`` outside a fleet)."""
+        fleet = self.pipeline.fleet
+        if fleet is None:
+            return ()
+        if fleet.members is not None:
+            return fleet.members
+        assert fleet.variable is not None
+        return members_from_json(_load(VARIABLES)(fleet.variable), fleet.variable, self.pipeline.targets)
+
+    def for_member(self, member: Member | str, members: Sequence[Member] | None = None) -> Workspace:
+        """This workspace as one member sees it: its targets, audit trail ``<pipeline>@<member>``, its lease."""
+        if isinstance(member, str):
+            if self.pipeline.fleet is None:
+                raise UsageError(
+                    f"--member {member!r}: pipeline {self.pipeline.id!r} has no 'fleet:' in pipeline.yaml; drop --member"
+                )
+            member = find_member(self.members() if members is None else members, member)
+        return replace(self, pipeline=member_pipeline(self.pipeline, member))
+
+    def check_connections(self) -> None:
+        """Fail naming the member and the target when one of a member's own connections is not defined."""
+        member = self.pipeline.member
+        if member is None:
+            return
+        for name, target in self.pipeline.targets.items():
+            try:
+                _load(CONNECTIONS)(target.conn_id)
+            except ConfigurationError as err:
+                raise ConfigurationError(
+                    f"member {member!r}: target {name!r}: connection {target.conn_id!r} is not defined; create it "
+                    f"(e.g. AIRFLOW_CONN_{target.conn_id.upper()}) or correct the member's targets"
+                ) from err
+
+    def observe_fleet(
+        self, members: Sequence[Member]
+    ) -> tuple[Mapping[str, Mapping[str, AuditEntry]], Mapping[str, LeaseInfo]]:
+        """Every member's audit state in one store read, THEN their live holders (the order of :meth:`observe`)."""
+        names = [m.name for m in members]
+        snapshots = self.store.latest_members(self.pipeline.id, names)
+        keys = {audit_key(self.pipeline.id, name): name for name in names}
+        many = getattr(self.leases, "current_many", None)
+        if many is not None:
+            held = many(list(keys))
+        else:  # a backend without a batch read (Redis): one read per member
+            held = {key: info for key in keys if (info := self.leases.current(key)) is not None}
+        return snapshots, {keys[key]: info for key, info in held.items()}
 
 
 @contextmanager

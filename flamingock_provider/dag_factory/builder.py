@@ -30,6 +30,7 @@ from airflow.sdk.definitions.param import ParamsDict
 from flamingock_provider.core.model import Pipeline, RunMode, Stage
 from flamingock_provider.core.pipeline_cache import cached_pipeline
 from flamingock_provider.dag_factory.docs import dag_doc, stage_doc, unit_doc
+from flamingock_provider.dag_factory.fleet import build_fleet_tasks
 from flamingock_provider.operators._common import ACTIONS, REHEARSE, caller_file
 from flamingock_provider.operators.apply import FlamingockApplyOperator
 from flamingock_provider.operators.complete import FlamingockCompleteOperator
@@ -83,7 +84,7 @@ def build_dag(pipeline_dir: str | os.PathLike[str], **dag_kwargs: Any) -> DAG:
     if dag_file is not None:
         dag.fileloc = str(dag_file)  # the DAG file, not this module: tasks resolve the folder from it
     with dag:
-        _PipelineTasks(pipeline, pipeline_path).build()
+        _build_tasks(pipeline, pipeline_path)
     # Set after the tasks: each operator deep-copies the DAG's params when built (a third of the
     # build time at 1,000 units) and tasks read them from the DAG at run time anyway.
     params.update(dag.params)  # params that default_args carried
@@ -99,8 +100,16 @@ def build_task_group(pipeline_dir: str | os.PathLike[str], *, group_id: str | No
     pipeline_path = _absolute(pipeline_dir, caller_file())
     pipeline = cached_pipeline(pipeline_path)
     with TaskGroup(group_id=group_id or dag_id_for(pipeline.id), tooltip=pipeline.description) as group:
-        _PipelineTasks(pipeline, pipeline_path).build()
+        _build_tasks(pipeline, pipeline_path)
     return group
+
+
+def _build_tasks(pipeline: Pipeline, pipeline_dir: str) -> None:
+    """A fleet's waves of member tasks (``dag_factory/fleet.py``), or the pipeline's own tasks."""
+    if pipeline.fleet is not None:
+        build_fleet_tasks(pipeline, pipeline_dir)
+    else:
+        _PipelineTasks(pipeline, pipeline_dir).build()
 
 
 def _absolute(pipeline_dir: str | os.PathLike[str], dag_file: Path | None) -> str:

@@ -18,6 +18,7 @@ from flamingock_provider.commandline import decision_json
 from flamingock_provider.core.model import APPLIED_STATES, AuditEntry, LeaseInfo, NextAction, Pipeline
 from flamingock_provider.core.plan import Decision
 from flamingock_provider.exceptions import PipelineValidationError
+from flamingock_provider.plugins.fleet_view import FleetMatrix, fleet_matrix
 
 log = logging.getLogger("flamingock.view")
 HISTORY_LIMIT = 50
@@ -63,6 +64,7 @@ class PipelineOverview:
     history: tuple[HistoryRow, ...] = ()  # newest first, at most HISTORY_LIMIT
     history_total: int = 0
     errors: tuple[str, ...] = field(default=())
+    fleet: FleetMatrix | None = None  # a fleet pipeline: its member-by-change matrix (SPEC §13)
 
     @property
     def blocked(self) -> tuple[UnitRow, ...]:
@@ -84,6 +86,7 @@ class PipelineOverview:
             "history": [h.__dict__ for h in self.history],
             "history_total": self.history_total,
             "errors": list(self.errors),
+            "fleet": self.fleet.to_json() if self.fleet else None,
         }
 
 
@@ -116,7 +119,8 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
             decisions = ws.engine().plan(snapshot, live_token=holder.token if holder else None)
             entries = ws.store.history(ws.pipeline.id)
             pipeline = ws.pipeline
-        details = _details(pipeline, decisions)
+            fleet = fleet_matrix(ws) if pipeline.fleet is not None else None
+        details = _details(pipeline, decisions) if fleet is None else {}
     except PipelineValidationError as err:
         errors = tuple(f"{issue.file}: {issue.message}" if issue.file else issue.message for issue in err.issues)
         return PipelineOverview(folder.name, str(folder), fallback_id, dag_id_for(fallback_id), errors=errors)
@@ -129,10 +133,13 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
         pipeline_id=pipeline.id,
         dag_id=dag_id_for(pipeline.id),
         description=pipeline.description or "",
-        units=tuple(_unit_row(decision_json(str(folder), d), details.get(d.unit.id, {})) for d in decisions),
+        units=()
+        if fleet
+        else tuple(_unit_row(decision_json(str(folder), d), details.get(d.unit.id, {})) for d in decisions),
         lease=_lease(holder),
         history=tuple(_history_row(e) for e in reversed(entries[-HISTORY_LIMIT:])),
         history_total=len(entries),
+        fleet=fleet,
     )
 
 

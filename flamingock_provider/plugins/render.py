@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from jinja2 import Environment
 
+from flamingock_provider.plugins.fleet_view import render_matrix
 from flamingock_provider.plugins.overview import PipelineOverview
 
 STATE_CLASS = {
@@ -95,6 +96,7 @@ PAGE = """<!doctype html>
   <div class="blocked" data-role="blocked" data-unit="{{ u.id }}"><strong>{{ u.id }}</strong> is blocked: {{ u.reason }}<br>
    Resolve with: <code data-role="fix">{{ u.fix }}</code></div>
  {% endfor %}
+ {% if p.fleet %}{{ fleet_html(p.fleet, state_class) }}{% endif %}
  <table data-role="units">
   <thead><tr><th>Stage</th><th>Change</th><th>State</th><th>Next action</th><th>Risk</th><th>Impact</th><th>Note</th></tr></thead>
   <tbody>
@@ -192,7 +194,7 @@ _login = _env.from_string(LOGIN_NEEDED)
 
 def render_page(pipelines: Sequence[PipelineOverview], *, root: str, user: str) -> str:
     """Return the HTML of the view."""
-    return _page.render(pipelines=pipelines, root=root, user=user, state_class=STATE_CLASS)
+    return _page.render(pipelines=pipelines, root=root, user=user, state_class=STATE_CLASS, fleet_html=render_matrix)
 
 
 def render_login_needed(detail: str, next_url: str) -> str:

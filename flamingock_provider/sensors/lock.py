@@ -122,7 +122,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
                 )
                 lease_acquired(context, info.key, since=getattr(self, "_waiting_since", None))
                 return PokeReturnValue(is_done=True, xcom_value=info.token)
-            holder = ws.leases.current(ws.pipeline.id)
+            holder = ws.leases.current(ws.pipeline.audit_key)
         if holder is not None:
             self.log.info(
                 "lease of %s held by %s until %s; waiting", holder.key, holder.owner, holder.expires_at.isoformat()
@@ -131,8 +131,8 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
 
     def _timeout_message(self, context: Context) -> str:
         with self.hook(context).workspace() as ws:
-            holder = ws.leases.current(ws.pipeline.id)
-            key = ws.pipeline.id
+            holder = ws.leases.current(ws.pipeline.audit_key)
+            key = ws.pipeline.audit_key
         owner = holder.owner if holder else None
         return str(LockTimeoutError(key, owner, holder.expires_at if holder else None, float(self.timeout)))
 

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+from flamingock_provider.core.audit import by_member
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditEntry, LeaseInfo, State, TargetConfig
 from flamingock_provider.core.targets import TargetSession
@@ -47,6 +48,8 @@ from flamingock_provider.targets.aws import (
 
 _LOG = "log#"
 _LATEST = "latest#"
+_FLEET = "member#"  # in the fleet's partition: the latest entry of each member's change (SPEC §13)
+_KEYS_PER_BATCH = 100  # BatchGetItem's limit
 _COUNTER = "seq"
 _COMPRESS_OVER = 64 * 1024
 _LOCK_NAMES = {"#owner": "owner", "#token": "token", "#acq": "acquired_at", "#exp": "expires_at"}
@@ -114,13 +117,13 @@ class DynamoDBStore:
         entry that ends the same change (APPLIED, FAILED, ...): one counter write per unit, not two.
         A reserved number never used (the process died) is a gap, which readers never rely on.
         """
-        mine = (entry.pipeline, entry.change_id)
+        mine = (entry.audit_key, entry.change_id)
         if entry.state is State.STARTED:
-            last = self._next_seq(entry.pipeline, 2)
+            last = self._next_seq(entry.audit_key, 2)
             self._spare[mine] = last
             return last - 1
         spare = self._spare.pop(mine, None)
-        return spare if spare is not None else self._next_seq(entry.pipeline, 1)
+        return spare if spare is not None else self._next_seq(entry.audit_key, 1)
 
     def _next_seq(self, pipeline: str, count: int = 1) -> int:
         """Add ``count`` to the pipeline's counter; return the last number taken."""
@@ -141,7 +144,7 @@ class DynamoDBStore:
         seq = entry.seq or 0
         log_item = {**_entry_item(entry), "sk": _s(f"{_LOG}{seq:020d}")}
         latest_item = {**_entry_item(entry), "sk": _s(f"{_LATEST}{entry.change_id}")}
-        where = f"{self.table}/{entry.pipeline}"
+        where = f"{self.table}/{entry.audit_key}"
         log = {
             "Put": {
                 "TableName": self.table,
@@ -159,10 +162,20 @@ class DynamoDBStore:
                 "ExpressionAttributeValues": {":seq": _n(seq)},
             }
         }
-        return [
+        actions = [
             WriteAction(log, f"{where}/{_LOG}{seq}", f"audit entry {seq} of {entry.change_id!r}"),
             WriteAction(latest, f"{where}/{_LATEST}{entry.change_id}", f"latest entry of {entry.change_id!r}", True),
         ]
+        if entry.member is not None:
+            actions.append(self._fleet_copy(entry, latest))
+        return actions
+
+    def _fleet_copy(self, entry: AuditEntry, latest: Mapping[str, Any]) -> WriteAction:
+        """A member's latest entry, copied into the fleet's own partition: the whole fleet is one Query."""
+        sk = f"{_FLEET}{entry.member}#{entry.change_id}"
+        item = {**latest["Put"]["Item"], "pipeline": _s(entry.pipeline), "sk": _s(sk)}
+        copy = {"Put": {**latest["Put"], "Item": item}}
+        return WriteAction(copy, f"{self.table}/{entry.pipeline}/{sk}", f"fleet copy of {entry.change_id!r}", True)
 
     def _shared(self, tx: TargetSession) -> AwsTargetSession:
         if not isinstance(tx, AwsTargetSession):
@@ -174,6 +187,9 @@ class DynamoDBStore:
 
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
         return {e.change_id: e for e in self._query(pipeline, _LATEST)}
+
+    def latest_members(self, pipeline: str, members: Sequence[str]) -> Mapping[str, Mapping[str, AuditEntry]]:
+        return by_member(pipeline, members, self._query(pipeline, _FLEET))
 
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
         return self._query(pipeline, _LOG, change_id)
@@ -239,6 +255,26 @@ class DynamoDBStore:
             return None
         return _lease_info(key, item)
 
+    def current_many(self, keys: Sequence[str]) -> Mapping[str, LeaseInfo]:
+        """The live holders of ``keys``: one BatchGetItem per 100 keys (a fleet's member leases)."""
+        out: dict[str, LeaseInfo] = {}
+        for start in range(0, len(keys), _KEYS_PER_BATCH):
+            pending: Any = {
+                self.lock_table: {
+                    "Keys": [{"key": _s(k)} for k in keys[start : start + _KEYS_PER_BATCH]],
+                    "ConsistentRead": True,
+                }
+            }
+            while pending:
+                reply = dynamodb_call(
+                    "read the fleet's leases", partial(self.client.batch_get_item, RequestItems=pending)
+                )
+                for item in reply.get("Responses", {}).get(self.lock_table, []):
+                    if "owner" in item and float(item["expires_at"]["N"]) > self._clock():
+                        out[item["key"]["S"]] = _lease_info(item["key"]["S"], item)
+                pending = reply.get("UnprocessedKeys") or None
+        return out
+
     def force_release(self, key: str) -> LeaseInfo | None:
         update = "REMOVE #owner SET #exp = :zero"
         reply = self._lock_write(
@@ -299,7 +335,7 @@ def _entry_item(entry: AuditEntry) -> dict[str, Any]:
     raw = json.dumps(data, default=str)
     body = {"entry": _s(raw)} if len(raw) <= _COMPRESS_OVER else {"entry_z": {"B": zlib.compress(raw.encode())}}
     return {
-        "pipeline": _s(entry.pipeline),
+        "pipeline": _s(entry.audit_key),
         "change_id": _s(entry.change_id),
         "state": _s(entry.state.value),
         "action": _s(entry.action.value),

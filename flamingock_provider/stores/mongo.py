@@ -32,6 +32,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from flamingock_provider.core.audit import by_member, key_chunks
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditConfig, AuditEntry, LeaseInfo, TargetConfig
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, StoreError
@@ -190,7 +191,7 @@ class MongoStore:
     # -- audit ------------------------------------------------------------------------------
 
     def append(self, entry: AuditEntry, *, fence: Fence | None = None, tx: TargetSession | None = None) -> AuditEntry:
-        seq = self._next_seq(entry.pipeline, fence)
+        seq = self._next_seq(entry.audit_key, fence)
         doc = _to_document(entry, seq)
         session = self._joined(tx) if tx is not None else None
         with self._errors(f"append {entry.state.value} of change {entry.change_id!r}"):
@@ -258,6 +259,13 @@ class MongoStore:
             rows = list(self.latest_copies.aggregate([{"$match": {"pipeline": pipeline}}]))
         entries = (_from_document(row) for row in rows)
         return {e.change_id: e for e in entries}
+
+    def latest_members(self, pipeline: str, members: Sequence[str]) -> Mapping[str, Mapping[str, AuditEntry]]:
+        rows: list[Any] = []
+        with self._errors(f"read the latest entries of the members of pipeline {pipeline!r}"):
+            for keys in key_chunks(pipeline, members):
+                rows += self.latest_copies.find({"pipeline": {"$in": keys}})
+        return by_member(pipeline, members, map(_from_document, rows))
 
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
         query = {"pipeline": pipeline}
@@ -342,6 +350,12 @@ class MongoStore:
             doc = self.locks.find_one({"_id": key, "owner": {"$ne": None}, **LIVE})
         return None if doc is None else _lease_info(doc)
 
+    def current_many(self, keys: Sequence[str]) -> Mapping[str, LeaseInfo]:
+        """The live holders of ``keys`` in one query (a fleet's member leases)."""
+        with self._errors(f"read the leases of {len(keys)} fleet members"):
+            docs = list(self.locks.find({"_id": {"$in": list(keys)}, "owner": {"$ne": None}, **LIVE})) if keys else []
+        return {info.key: info for info in map(_lease_info, docs)}
+
     def force_release(self, key: str) -> LeaseInfo | None:
         with self._errors(f"release the lease of {key!r}"):
             doc = self.locks.find_one_and_update({"_id": key, "owner": {"$ne": None}}, {"$set": FREED})
@@ -391,11 +405,13 @@ def _to_document(entry: AuditEntry, seq: int) -> dict[str, Any]:
     doc.update(
         seq=seq, created_at=entry.created_at, undo_state=None if state is None else json.dumps(state, default=str)
     )
+    doc["pipeline"] = entry.audit_key  # a fleet member's trail is filed under <pipeline>@<member> (SPEC §13)
     return doc
 
 
 def _from_document(doc: Mapping[str, Any]) -> AuditEntry:
     data = {k: v for k, v in doc.items() if k != "_id"}
+    data["pipeline"] = str(data["pipeline"]).partition("@")[0]
     data["created_at"] = _aware(data["created_at"])
     raw = data.get("undo_state")
     data["undo_state"] = json.loads(raw) if isinstance(raw, str) else raw

@@ -14,7 +14,7 @@ server's ``TIME`` and the key's ``PTTL``, read inside the same script as the wri
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -160,6 +160,19 @@ class RedisLeaseBackend:
     def current(self, key: str) -> LeaseInfo | None:
         """Return the live holder, or None when free or expired."""
         return _lease_info(key, self._run("read", key, self._current, [self.lease_key(key)], []))
+
+    def current_many(self, keys: Sequence[str]) -> Mapping[str, LeaseInfo]:
+        """The live holders of ``keys`` in one round trip (a pipeline of reads: a fleet's member leases)."""
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                self._current(keys=[self.lease_key(key)], args=[], client=pipe)
+            return list(pipe.execute())
+
+        replies = _translated(read, f"read the leases of {len(keys)} fleet members", self.server) if keys else []
+        infos = (_lease_info(key, reply) for key, reply in zip(keys, replies, strict=True))
+        return {info.key: info for info in infos if info is not None}
 
     def force_release(self, key: str) -> LeaseInfo | None:
         """Free the lease whoever holds it; return who held it."""

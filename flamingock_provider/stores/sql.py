@@ -31,6 +31,7 @@ from dataclasses import replace
 from datetime import timezone
 from typing import Any, TypeVar
 
+from flamingock_provider.core.audit import by_member, key_chunks
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditConfig, AuditEntry, LockConfig, TargetConfig
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, StoreError
@@ -303,7 +304,7 @@ class SqlStore(SqlLease):
         else:
             cur.execute(insert, row)
             seq = int(cur.lastrowid)
-        cur.execute(self.dialect.upsert_latest(self._latest_table), (entry.pipeline, entry.change_id, seq))
+        cur.execute(self.dialect.upsert_latest(self._latest_table), (entry.audit_key, entry.change_id, seq))
         return replace(entry, seq=seq)
 
     def latest(self, pipeline: str) -> Mapping[str, AuditEntry]:
@@ -319,6 +320,21 @@ class SqlStore(SqlLease):
             rows = cur.fetchall()
         entries = (_decode(seq, raw) for seq, raw in rows)
         return {e.change_id: e for e in entries}
+
+    def latest_members(self, pipeline: str, members: Sequence[str]) -> Mapping[str, Mapping[str, AuditEntry]]:
+        return self._again(lambda: self._read_latest_members(pipeline, members))
+
+    def _read_latest_members(self, pipeline: str, members: Sequence[str]) -> Mapping[str, Mapping[str, AuditEntry]]:
+        rows: list[Any] = []
+        with self._cursor(f"read the latest entries of the members of pipeline {pipeline!r}") as cur:
+            for keys in key_chunks(pipeline, members):
+                cur.execute(
+                    f"SELECT log.seq, log.entry FROM {self._latest_table} latest JOIN {self._log} log "
+                    f"ON log.seq = latest.seq WHERE latest.pipeline IN ({', '.join(['%s'] * len(keys))})",
+                    keys,
+                )
+                rows += cur.fetchall()
+        return by_member(pipeline, members, (_decode(seq, raw) for seq, raw in rows))
 
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
         return self._again(lambda: self._history(pipeline, change_id))
@@ -372,7 +388,7 @@ def _row(entry: AuditEntry, *, naive_utc: bool) -> tuple[Any, ...]:
     data.pop("seq", None)
     created = entry.created_at.astimezone(timezone.utc)
     return (
-        entry.pipeline,
+        entry.audit_key,
         entry.change_id,
         entry.state.value,
         entry.action.value,

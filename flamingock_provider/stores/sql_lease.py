@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -196,6 +196,21 @@ class SqlLease(ABC):
             )
             row = cur.fetchone()
         return None if row is None else _lease_info(row)
+
+    def current_many(self, keys: Sequence[str]) -> Mapping[str, LeaseInfo]:
+        """The live holders of ``keys`` in one query (a fleet's member leases)."""
+        return self._again(lambda: self._current_many(keys)) if keys else {}
+
+    def _current_many(self, keys: Sequence[str]) -> Mapping[str, LeaseInfo]:
+        with self._cursor(f"read the leases of {len(keys)} fleet members") as cur:
+            cur.execute(
+                f"SELECT lease_key, owner, token, acquired_at, expires_at, backend_pid FROM {self._lock} "
+                f"WHERE lease_key IN ({', '.join(['%s'] * len(keys))}) AND owner IS NOT NULL "
+                f"AND expires_at > {self.dialect.now}",
+                list(keys),
+            )
+            rows = cur.fetchall()
+        return {info.key: info for info in map(_lease_info, rows)}
 
     def force_release(self, key: str) -> LeaseInfo | None:
         return self._again(lambda: self._force_release(key))

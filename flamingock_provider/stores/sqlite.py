@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flamingock_provider.core.audit import by_member, key_chunks
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import AuditConfig, AuditEntry, LeaseInfo, TargetConfig
 from flamingock_provider.core.targets import TargetSession
@@ -186,7 +187,7 @@ class SqliteStore:
         conn.execute(
             f"INSERT INTO {self._latest} (pipeline, change_id, seq) VALUES (?,?,?) "
             f"ON CONFLICT (pipeline, change_id) DO UPDATE SET seq = excluded.seq",
-            (entry.pipeline, entry.change_id, cur.lastrowid),
+            (entry.audit_key, entry.change_id, cur.lastrowid),
         )
         return _with_seq(entry, cur.lastrowid)
 
@@ -195,7 +196,7 @@ class SqliteStore:
         data = entry.to_dict()
         data.pop("seq", None)
         return (
-            entry.pipeline,
+            entry.audit_key,
             entry.change_id,
             entry.state.value,
             entry.action.value,
@@ -212,6 +213,16 @@ class SqliteStore:
         )
         entries = (_decode(seq, raw) for seq, raw in rows)
         return {e.change_id: e for e in entries}
+
+    def latest_members(self, pipeline: str, members: Sequence[str]) -> Mapping[str, Mapping[str, AuditEntry]]:
+        rows: list[tuple[Any, ...]] = []
+        for keys in key_chunks(pipeline, members):
+            rows += self._read(
+                f"SELECT log.seq, log.entry FROM {self._latest} AS latest JOIN {self._table} AS log "
+                f"ON log.seq = latest.seq WHERE latest.pipeline IN ({', '.join('?' * len(keys))})",
+                keys,
+            )
+        return by_member(pipeline, members, (_decode(seq, raw) for seq, raw in rows))
 
     def history(self, pipeline: str, change_id: str | None = None) -> Sequence[AuditEntry]:
         sql = f"SELECT seq, entry FROM {self._table} WHERE pipeline = ?"
@@ -277,6 +288,17 @@ class SqliteStore:
             return None
         owner, token, acquired, expires = rows[0]
         return LeaseInfo(key, owner, int(token), _utc(acquired), _utc(expires))
+
+    def current_many(self, keys: Sequence[str]) -> Mapping[str, LeaseInfo]:
+        """The live holders of ``keys`` in one query (a fleet's member leases)."""
+        if not keys:
+            return {}
+        rows = self._read(
+            f"SELECT key, owner, token, acquired_at, expires_at FROM {self._lock} "
+            f"WHERE key IN ({', '.join('?' * len(keys))}) AND owner IS NOT NULL AND expires_at > ?",
+            (*keys, self._clock()),
+        )
+        return {key: LeaseInfo(key, owner, int(token), _utc(acq), _utc(exp)) for key, owner, token, acq, exp in rows}
 
     def force_release(self, key: str) -> LeaseInfo | None:
         with self._write() as conn:

@@ -129,3 +129,20 @@ def _airflow_connection(conn_id: str) -> Any:
             f"Airflow connection {conn_id!r} not found ({type(err).__name__}: {err}); create it "
             f"(e.g. AIRFLOW_CONN_{conn_id.upper()}) or fix 'conn_id' in pipeline.yaml"
         ) from err
+
+
+def get_variable(name: str) -> str | None:
+    """Return the Airflow Variable ``name`` (None when unset): ``AIRFLOW_VAR_*`` first, as Airflow does."""
+    raw = os.environ.get(f"AIRFLOW_VAR_{name.upper()}")
+    if raw is not None and not _custom_secrets_backend():
+        return raw
+    try:
+        from airflow.sdk import Variable
+
+        value = Variable.get(name, default=None)
+    except Exception as err:
+        raise ConfigurationError(
+            f"cannot read Airflow Variable {name!r} ({type(err).__name__}: {err}); set it (or AIRFLOW_VAR_"
+            f"{name.upper()}) and check the metadata database is reachable"
+        ) from err
+    return None if value is None else str(value)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from airflow.cli.cli_config import Arg, CLICommand
 
 GROUP = "flamingock"
-GROUP_HELP = "Flamingock change-as-code: validate, plan, apply, status, history, undo, fix, unlock"
+GROUP_HELP = "Flamingock change-as-code: validate, plan, apply, status, history, undo, fix, unlock, rehearse"
 _FLAGS = (argparse._StoreTrueAction, argparse._StoreFalseAction)
 
 
@@ -49,6 +49,10 @@ def to_airflow_arg(action: argparse.Action) -> Arg:
     if isinstance(action, _FLAGS):
         kind = "store_true" if isinstance(action, argparse._StoreTrueAction) else "store_false"
         return Arg(tuple(action.option_strings), help=action.help, action=kind, dest=action.dest)
+    if type(action) is argparse._AppendAction:  # a repeatable option (``rehearse --scratch``)
+        return Arg(
+            tuple(action.option_strings), help=action.help, action="append", metavar=action.metavar, dest=action.dest
+        )
     if type(action) is not argparse._StoreAction:
         raise TypeError(f"flamingock argument {action.dest!r}: {type(action).__name__} has no Airflow form")
     return Arg(
@@ -73,6 +77,8 @@ def to_argv(command: str, parser: argparse.ArgumentParser, args: argparse.Namesp
         elif isinstance(action, _FLAGS):
             if value != action.default:
                 argv.append(flag)
+        elif isinstance(value, list):  # an append action: the flag once per value
+            argv.extend(f"{flag}={item}" for item in value)
         elif value is not None:
             argv.append(f"{flag}={value}")
     return argv

@@ -15,7 +15,7 @@ from flamingock_provider.cli.main import build_parser
 from tests.conftest import VENV_BIN, sql_unit, write_tree
 from tests.fixtures.statsd_server import StatsdServer, counted
 
-COMMANDS = ["validate", "plan", "apply", "status", "history", "undo", "fix", "unlock"]
+COMMANDS = ["validate", "plan", "apply", "status", "history", "undo", "fix", "unlock", "rehearse"]
 PIPELINE = "targets:\n  warehouse: {conn_id: warehouse_db}\nlock: {poke_interval_seconds: 0.1}\n"
 
 
@@ -95,6 +95,8 @@ SAMPLES = [
     ["undo", "/p", "--to", "a", "--json"],
     ["fix", "/p", "a", "--as", "rolled-back", "--accept-checksum"],
     ["unlock", "/p", "--force"],
+    ["status", "/p", "--member", "acme", "--json"],
+    ["rehearse", "/p", "--scratch", "app=app_scratch", "--scratch", "docs=docs_scratch"],
 ]
 
 

@@ -17,6 +17,7 @@ SAMPLES: list[FlamingockError] = [
     exceptions.ConfigurationError("bad connection"),
     exceptions.UnknownMemberError("nobody", ["acme", "globex"]),
     exceptions.UsageError("bad argument"),
+    exceptions.RehearsalRefusedError("scratch connection 'warehouse_db' is the real target 'warehouse'"),
     exceptions.UnitExecutionError("u1", "apply", ValueError("boom")),
     exceptions.BlockedError("u1", "STARTED", "stuck", "flamingock fix p u1 --as rolled-back"),
     exceptions.ChangeRunningError("u1", "cli/h/1/ab"),

@@ -15,6 +15,7 @@ SAMPLES: list[FlamingockError] = [
     FlamingockError("plain"),
     exceptions.PipelineValidationError("dags/changes/p", [ValidationIssue("0001_a.yaml", "field 'id': missing")]),
     exceptions.ConfigurationError("bad connection"),
+    exceptions.EmbeddedStoreError("dags/changes/p/pipeline.yaml", "CeleryExecutor"),
     exceptions.UsageError("bad argument"),
     exceptions.UnitExecutionError("u1", "apply", ValueError("boom")),
     exceptions.BlockedError("u1", "STARTED", "stuck", "flamingock fix p u1 --as rolled-back"),

@@ -130,8 +130,8 @@ class CeleryDeployment:
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-                # A SIGKILLed worker's task is declared dead after 20 s without a heartbeat (default 300 s).
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+                # A SIGKILLed worker's task is declared dead after 12 s without a heartbeat (default 300 s).
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "12",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
             }
         )

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from flamingock_provider import commands
-from tests.conftest import sql_unit
+from tests.e2e import celery_pipelines as scenarios
 from tests.e2e.celery_harness import CeleryDeployment, Worker
 from tests.e2e.harness import AirflowClient, wait_until
 from tests.fixtures.mongo_server import MongoServer
@@ -54,6 +54,7 @@ def deployment(
     cluster = CeleryDeployment(
         tmp_path_factory.mktemp("celery"), metadata_uri=meta, broker_url=broker, extra_env=connections
     )
+    scenarios.write_scenarios(cluster.dags, hang=cluster.root / "hang")  # parsed once, at start-up
     cluster.start().close()
     try:
         yield cluster
@@ -72,106 +73,37 @@ def airflow(deployment: CeleryDeployment, monkeypatch: pytest.MonkeyPatch) -> It
     client.close()
 
 
-# -- pipelines ---------------------------------------------------------------------------------------
-
-
-def header(audit: str | None, *, target: str = "warehouse_pg", lease: float = 30, mode: str = "reschedule") -> str:
-    kind = "catalog" if target.startswith("mongo") else "warehouse"
-    lock = f"lease_seconds: {lease}, wait_timeout_seconds: 180, poke_interval_seconds: 0.5, mode: {mode}"
-    audit_yaml = f"audit: {{conn_id: {audit}}}\n" if audit else ""
-    return f"{audit_yaml}targets:\n  {kind}: {{conn_id: {target}}}\ndefault_target: {kind}\nlock: {{{lock}}}\n"
-
-
-def row_unit(unit_id: str, table: str) -> str:
-    """A non-idempotent unit: it inserts its own row, so a second application shows as a duplicate."""
-    return sql_unit(
-        unit_id, f"INSERT INTO {table} VALUES ('{unit_id}')", f"DELETE FROM {table} WHERE unit = '{unit_id}'"
-    )
-
-
-def parallel_stages(table: str, audit: str) -> dict[str, str]:
-    """A schema stage, then two stages that depend only on it (they run side by side)."""
-    files = {
-        "pipeline.yaml": header(audit),
-        "01_schema/0001_create.yaml": sql_unit(
-            "create-log", f"CREATE TABLE {table} (unit TEXT)", f"DROP TABLE {table}"
-        ),
-    }
-    for stage, first in (("02_left", 2), ("03_right", 5)):
-        files[f"{stage}/stage.yaml"] = "depends_on: [schema]\n"
-        for n in range(first, first + 3):
-            files[f"{stage}/{n:04d}_row.yaml"] = row_unit(f"{stage[3:]}-{n}", table)
-    return files
-
-
-def deploy(cluster: CeleryDeployment, client: AirflowClient, name: str, files: dict[str, str]) -> tuple[str, Path]:
-    folder = cluster.add_pipeline(name, files)
-    dag_id = f"flamingock_{name}"
-    client.wait_for_dag(dag_id)
-    client.unpause(dag_id)
-    return dag_id, folder
-
-
-def entries(folder: Path) -> list[dict[str, Any]]:
-    return list(commands.history(folder)["entries"])
-
-
-def applied_once(folder: Path) -> Counter[str]:
-    return Counter(e["change_id"] for e in entries(folder) if e["state"] == "APPLIED")
-
-
-def sql_rows(postgres: PostgresServer, deployment: CeleryDeployment, sql: str) -> list[tuple[Any, ...]]:
-    database = deployment.env["AIRFLOW_CONN_WAREHOUSE_PG"].rpartition("/")[2]
-    conn = postgres.connect(database)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def hostnames(client: AirflowClient, dag_id: str, run_id: str) -> dict[str, str | None]:
-    return {ti["task_id"]: ti["hostname"] for ti in client.task_instances(dag_id, run_id) if ti["state"] != "skipped"}
-
-
 # -- scenarios ---------------------------------------------------------------------------------------
 
 
 def test_parallel_stages_run_on_both_workers_and_apply_each_unit_once(
     deployment: CeleryDeployment, airflow: AirflowClient, postgres_server: PostgresServer
 ) -> None:
-    table = "celery_parallel_log"
-    dag_id, folder = deploy(deployment, airflow, "celery_parallel", parallel_stages(table, "flamingock_pg"))
+    dag_id, folder = ready(airflow, deployment, scenarios.PARALLEL)
     run_id, state = airflow.run_pipeline(dag_id, APPLY, timeout=240)
     assert state == "success", airflow.task_states(dag_id, run_id)
     ran_on = hostnames(airflow, dag_id, run_id)
-    assert set(ran_on.values()) == {w.name for w in deployment.workers}, ran_on  # both machines ran units
-    units = {"create-log", *(f"{side}-{n}" for side, first in SIDES for n in range(first, first + 3))}
-    assert applied_once(folder) == Counter(dict.fromkeys(units, 1))
-    rows = sql_rows(postgres_server, deployment, f"SELECT unit, count(*) FROM {table} GROUP BY unit")
-    assert sorted(rows) == sorted((unit, 1) for unit in units - {"create-log"})
+    assert set(ran_on.values()) == {w.name for w in deployment.workers}, ran_on  # both machines ran tasks
+    units = [f"{side}-{what}" for side in scenarios.SIDES for what in ("table", "row")]
+    assert applied_counts(folder) == Counter(dict.fromkeys(units, 1))
+    for side in scenarios.SIDES:
+        assert sql_rows(postgres_server, deployment, f"SELECT unit FROM {scenarios.PARALLEL}_{side}") == [
+            (f"{side}-row",)
+        ]
 
 
 def test_two_etl_dags_on_one_pipeline_are_serialised_by_the_lease(
     deployment: CeleryDeployment, airflow: AirflowClient, postgres_server: PostgresServer
 ) -> None:
-    name, table = "celery_shared", "celery_shared_log"
-    files = {"pipeline.yaml": header("mongo_audit")}
-    files["0001_create.yaml"] = sql_unit("create-log", f"CREATE TABLE {table} (unit TEXT)", f"DROP TABLE {table}")
-    files.update({f"{n:04d}_row.yaml": row_unit(f"row-{n}", table) for n in range(2, 5)})
-    folder = deployment.add_pipeline(name, files, under="etl_changes")
-    deployment.add_dag_file(f"etl_{name}.py", ETL_DAGS.format(name=name))
-    dag_ids = [f"etl_{name}_a", f"etl_{name}_b"]
-    for dag_id in dag_ids:
+    folder = deployment.dags / "etl_changes" / scenarios.SHARED
+    for dag_id in scenarios.ETL_DAG_IDS:
         airflow.wait_for_dag(dag_id)
         airflow.unpause(dag_id)
-    runs = [(dag_id, airflow.trigger(dag_id, {})) for dag_id in dag_ids]  # triggered together
+    runs = [(dag_id, airflow.trigger(dag_id, {})) for dag_id in scenarios.ETL_DAG_IDS]  # triggered together
     for dag_id, run_id in runs:
         assert airflow.wait_for_run(dag_id, run_id, timeout=240) == "success", airflow.task_states(dag_id, run_id)
-    assert applied_once(folder) == Counter({"create-log": 1, "row-2": 1, "row-3": 1, "row-4": 1})
-    rows = sql_rows(postgres_server, deployment, f"SELECT unit, count(*) FROM {table} GROUP BY unit")
-    assert sorted(rows) == [("row-2", 1), ("row-3", 1), ("row-4", 1)]
+    assert applied_counts(folder) == Counter({"create-log": 1, "row-2": 1})
+    assert sql_rows(postgres_server, deployment, f"SELECT unit FROM {scenarios.SHARED}_log") == [("row-2",)]
     # Each run held the lease in turn: two acquisitions, and the run that applied took the lower token.
     tokens = {run_id: lock_token(airflow, dag_id, run_id, "changes.lock") for dag_id, run_id in runs}
     writers = {e["run_id"] for e in entries(folder)}
@@ -182,11 +114,7 @@ def test_two_etl_dags_on_one_pipeline_are_serialised_by_the_lease(
 def test_the_deferrable_lock_waits_in_the_triggerer_until_the_holder_releases(
     deployment: CeleryDeployment, airflow: AirflowClient, postgres_server: PostgresServer
 ) -> None:
-    table = "celery_deferred_log"
-    files = {"pipeline.yaml": header("flamingock_pg", mode="deferrable")}
-    files["0001_create.yaml"] = sql_unit("create-log", f"CREATE TABLE {table} (unit TEXT)", f"DROP TABLE {table}")
-    files["0002_row.yaml"] = row_unit("row-2", table)
-    dag_id, folder = deploy(deployment, airflow, "celery_deferred", files)
+    dag_id, folder = ready(airflow, deployment, scenarios.DEFERRED)
     with commands.workspace(folder) as ws:
         lease = ws.lease()  # another holder: a CLI process's lease
         lease.acquire()
@@ -201,16 +129,15 @@ def test_the_deferrable_lock_waits_in_the_triggerer_until_the_holder_releases(
         finally:
             lease.release()
     assert airflow.wait_for_run(dag_id, run_id, timeout=180) == "success", airflow.task_states(dag_id, run_id)
-    assert applied_once(folder) == Counter({"create-log": 1, "row-2": 1})
-    assert sql_rows(postgres_server, deployment, f"SELECT unit FROM {table}") == [("row-2",)]
+    assert applied_counts(folder) == Counter({"create-log": 1})
+    assert sql_rows(postgres_server, deployment, f"SELECT count(*) FROM {scenarios.DEFERRED}_log") == [(0,)]
     assert held is not None and all(e["lock_token"] > held for e in entries(folder))  # taken after the holder's
 
 
 def test_the_embedded_store_is_refused_at_once_under_celery(
     deployment: CeleryDeployment, airflow: AirflowClient
 ) -> None:
-    files = {"pipeline.yaml": header(None), "0001_create.yaml": sql_unit("create-x", "CREATE TABLE celery_x (x INT)")}
-    dag_id, folder = deploy(deployment, airflow, "celery_embedded", files)
+    dag_id, folder = ready(airflow, deployment, scenarios.EMBEDDED)
     run_id, state = airflow.run_pipeline(dag_id, APPLY, timeout=180)
     assert state == "failed"
     lock = next(ti for ti in airflow.task_instances(dag_id, run_id) if ti["task_id"] == "lock")
@@ -225,70 +152,69 @@ def test_the_embedded_store_is_refused_at_once_under_celery(
 def test_a_worker_killed_inside_a_non_transactional_unit_and_the_next_run_recovers(
     deployment: CeleryDeployment, airflow: AirflowClient, mongo_server: MongoServer
 ) -> None:
-    hang = deployment.root / "hang-celery_killed"
+    hang = deployment.root / "hang"
     hang.touch()
-    files = {"pipeline.yaml": header("mongo_audit", target="mongo_catalog", lease=10)}
-    files["0001_touch.py"] = TOUCH_UNIT.format(hang=str(hang))
-    dag_id, folder = deploy(deployment, airflow, "celery_killed", files)
+    dag_id, folder = ready(airflow, deployment, scenarios.KILLED)
     touches = mongo_target(mongo_server, deployment)["touches"]
+    unit = {"_id": scenarios.SLOW_UNIT_ID}
     first = airflow.trigger(dag_id, APPLY)
-    wait_until(lambda: touches.find_one({"_id": "slow-touch"}), 120, "the unit to touch the target", interval=0.5)
-    task = next(ti for ti in airflow.task_instances(dag_id, first) if ti["task_id"].endswith("apply_slow-touch"))
+    wait_until(lambda: touches.find_one(unit), 120, "the unit to touch the target", interval=0.5)
+    task = next(t for t in airflow.task_instances(dag_id, first) if t["task_id"].endswith(scenarios.SLOW_UNIT_ID))
     victim = worker_named(deployment, task["hostname"])
     deployment.kill_worker(victim)  # the worker dies with the unit's task inside apply()
     try:
         assert airflow.wait_for_run(dag_id, first, timeout=180) == "failed", airflow.task_states(dag_id, first)
         killed = [e for e in entries(folder) if e["run_id"] == first]
-        assert [e["state"] for e in killed][:1] == ["STARTED"] and "FAILED" in [e["state"] for e in killed], killed
+        assert [e["state"] for e in killed][:2] == ["STARTED", "FAILED"], killed  # closed after the worker died
         hang.unlink()
         second, state = airflow.run_pipeline(dag_id, APPLY, timeout=180)
         assert state == "success", airflow.task_states(dag_id, second)
     finally:
-        deployment.start_worker(victim)
+        deployment.start_worker(victim, wait=False)  # back for whatever runs next; stop() ends it
     again = [e for e in entries(folder) if e["run_id"] == second]
-    assert [e["state"] for e in again] == ["STARTED", "APPLIED"]  # always_retry: applied again
+    assert [e["state"] for e in again] == ["STARTED", "APPLIED"]  # recovery always_retry: applied again
     assert again[0]["lock_token"] > killed[0]["lock_token"]  # after a takeover with a higher fencing token
-    assert touches.find_one({"_id": "slow-touch"})["n"] == 2  # non-transactional: the first touch stayed
+    assert touches.find_one(unit)["n"] == 2  # non-transactional: the killed run's touch stayed
 
 
-# -- helpers of the scenarios -------------------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------------------------------
 
 APPLY = {"action": "apply", "undo_to": None}
-SIDES = (("left", 2), ("right", 5))
-ETL_DAGS = """\
-from pathlib import Path
-
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
-
-from flamingock_provider import build_task_group
-
-for etl in ("etl_{name}_a", "etl_{name}_b"):
-    with DAG(etl, schedule=None, catchup=False, tags=["etl"]) as dag:
-        build_task_group(Path(__file__).parent / "etl_changes" / "{name}", group_id="changes") >> EmptyOperator(
-            task_id="load"
-        )
-    globals()[etl] = dag
-"""
-TOUCH_UNIT = """\
-import time
-from pathlib import Path
-
-ID = "slow-touch"
-AUTHOR = "tester"
-TRANSACTIONAL = False
-RECOVERY = "always_retry"
-HANG = Path({hang!r})
 
 
-def apply(ctx):
-    ctx.target["touches"].update_one({{"_id": ID}}, {{"$inc": {{"n": 1}}}}, upsert=True)
-    while HANG.exists():  # the test kills this worker here
-        time.sleep(0.2)
-"""
+def ready(client: AirflowClient, deployment: CeleryDeployment, name: str) -> tuple[str, Path]:
+    """Wait for a scenario's DAG (parsed at start-up), unpause it; return its id and folder."""
+    dag_id = f"flamingock_{name}"
+    client.wait_for_dag(dag_id)
+    client.unpause(dag_id)
+    return dag_id, deployment.changes / name
+
+
+def entries(folder: Path) -> list[dict[str, Any]]:
+    return list(commands.history(folder)["entries"])
+
+
+def applied_counts(folder: Path) -> Counter[str]:
+    return Counter(e["change_id"] for e in entries(folder) if e["state"] == "APPLIED")
+
+
+def sql_rows(postgres: PostgresServer, deployment: CeleryDeployment, sql: str) -> list[tuple[Any, ...]]:
+    conn = postgres.connect(deployment.env["AIRFLOW_CONN_WAREHOUSE_PG"].rpartition("/")[2])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def hostnames(client: AirflowClient, dag_id: str, run_id: str) -> dict[str, str | None]:
+    """Where each task that ran, ran (skipped tasks never reached a worker)."""
+    return {ti["task_id"]: ti["hostname"] for ti in client.task_instances(dag_id, run_id) if ti["state"] != "skipped"}
 
 
 def lock_token(client: AirflowClient, dag_id: str, run_id: str, task_id: str) -> int:
+    """The fencing token the lock task handed on (its XCom)."""
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
     return int(client.get(path, deserialize=True)["value"])
 

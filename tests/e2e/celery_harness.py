@@ -68,7 +68,9 @@ class CeleryDeployment:
     """A CeleryExecutor Airflow under ``root``; :meth:`start` waits until every component is ready.
 
     ``metadata_uri`` is a SQLAlchemy URL of an empty PostgreSQL database; ``broker_url`` a Redis URL;
-    ``extra_env`` (connections, ...) reaches every process.
+    ``extra_env`` (connections, ...) reaches every process. Write pipelines before :meth:`start`: the DAG
+    processor parses them at start-up, then only every ``reparse_seconds`` (re-parsing all the time would
+    take the CPU the tasks need on a small machine).
     """
 
     def __init__(
@@ -79,18 +81,19 @@ class CeleryDeployment:
         broker_url: str,
         workers: int = 2,
         concurrency: int = 1,
+        reparse_seconds: int = 30,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.dags = root / "dags"
         self.changes = self.dags / "changes"
-        self.staging = root / "staging"
         self.logs = root / "logs"
         self.control_home = root / "control" / "airflow_home"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.concurrency = concurrency
         self.workers = [Worker(f"celery-worker-{n}", root / f"worker-{n}") for n in range(1, workers + 1)]
+        self.reparse_seconds = reparse_seconds
         self.env = self._environment(metadata_uri, broker_url, extra_env or {})
         self._control: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -123,9 +126,9 @@ class CeleryDeployment:
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                # Short intervals: new pipeline folders are parsed within seconds, finished tasks are seen at once.
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
-                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(self.reparse_seconds),
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(self.reparse_seconds),
+                # Short intervals: finished tasks are seen at once.
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
@@ -168,7 +171,7 @@ class CeleryDeployment:
             raise AirflowStartError(f"{err}; last output:\n{self.log_tails()}") from err
 
     def _write_folders(self) -> None:
-        for folder in (self.changes, self.staging, self.logs, self.control_home):
+        for folder in (self.changes, self.logs, self.control_home):
             folder.mkdir(parents=True, exist_ok=True)
         for worker in self.workers:
             worker.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -261,32 +264,6 @@ class CeleryDeployment:
         for log in sorted(self.logs.glob("*.log")):
             tails.append(f"== {log.name} ==\n{log.read_text(errors='replace')[-chars:]}")
         return "\n".join(tails)
-
-    # -- pipelines and DAG files -----------------------------------------------------------------
-
-    def add_pipeline(self, name: str, files: Mapping[str, str], *, under: str = "changes") -> Path:
-        """Write a pipeline folder in staging, then move it into ``dags/<under>/`` in one rename."""
-        staged = self.staging / name
-        for rel, text in files.items():
-            path = staged / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        target = self.dags / under / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staged.rename(target)
-        return target
-
-    def add_dag_file(self, name: str, text: str) -> Path:
-        """Write a DAG file into the DAGs folder in one rename (never half-written when parsed)."""
-        staged = self.staging / name
-        staged.write_text(text, encoding="utf-8")
-        return staged.rename(self.dags / name)
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run ``flamingock ARGS`` with the control plane's environment."""
-        return subprocess.run(
-            [str(VENV_BIN / "flamingock"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
 
 
 def _killpg(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

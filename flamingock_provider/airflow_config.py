@@ -38,17 +38,26 @@ def airflow_executor() -> str:
     return str(conf.get("core", "executor", fallback=DEFAULT_EXECUTOR))
 
 
-def _cfg_executor() -> str | None:
+def airflow_cfg() -> configparser.ConfigParser | None:
+    """``$AIRFLOW_CONFIG`` (default ``$AIRFLOW_HOME/airflow.cfg``) parsed, None when there is none.
+
+    Raises ``configparser.Error`` when the file cannot be parsed: the caller then lets Airflow read it.
+    """
     home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
     cfg_path = Path(os.environ.get("AIRFLOW_CONFIG", home / "airflow.cfg"))
     if not cfg_path.is_file():
         return None
     parser = configparser.ConfigParser(interpolation=None)
+    parser.read(cfg_path)
+    return parser
+
+
+def _cfg_executor() -> str | None:
     try:
-        parser.read(cfg_path)
+        parser = airflow_cfg()
     except configparser.Error:
         return airflow_executor()  # let Airflow read what we cannot
-    value = parser.get("core", "executor", fallback="").strip()
+    value = parser.get("core", "executor", fallback="").strip() if parser is not None else ""
     return value or None
 
 

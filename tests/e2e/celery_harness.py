@@ -28,9 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.e2e.harness import REPO, VENV_BIN, AirflowClient, AirflowStartError, free_port, wait_until
+from tests.e2e.harness import (
+    REPO,
+    VENV_BIN,
+    AirflowClient,
+    AirflowStartError,
+    components_healthy,
+    free_port,
+    wait_until,
+)
 
 ADMIN_PASSWORD = "admin"
 CONTROL_PLANE = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -235,12 +241,7 @@ class CeleryDeployment:
         for name, process in self._control.items():
             if process.poll() is not None:
                 raise AirflowStartError(f"airflow {name} exited with {process.returncode}")
-        try:
-            health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        return True if all((health.get(p) or {}).get("status") == "healthy" for p in parts) else None
+        return True if components_healthy(self.url) else None
 
     def stop(self, grace: float = 5) -> None:
         """Stop the workers and the control plane: SIGTERM every process group, SIGKILL what is left after ``grace``."""

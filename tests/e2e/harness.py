@@ -57,6 +57,16 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def components_healthy(url: str) -> bool:
+    """Whether the Airflow at ``url`` reports its metadata DB, scheduler, triggerer and DAG processor healthy."""
+    try:
+        health = httpx.get(f"{url}/api/v2/monitor/health", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
+
+
 class AirflowServer:
     """``airflow standalone`` under ``root``; :meth:`start` waits until every component is healthy."""
 
@@ -133,13 +143,7 @@ class AirflowServer:
     def _healthy(self) -> bool | None:
         if self._process is not None and self._process.poll() is not None:
             raise AirflowStartError(f"airflow standalone exited with {self._process.returncode}")
-        try:
-            health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        ok = all((health.get(p) or {}).get("status") == "healthy" for p in parts)
-        return True if ok and self.password_file.exists() else None
+        return True if components_healthy(self.url) and self.password_file.exists() else None
 
     @property
     def password_file(self) -> Path:

@@ -27,7 +27,7 @@ from tests.fixtures.mongo_server import MongoServer
 from tests.fixtures.postgres_server import PostgresServer
 from tests.fixtures.redis_server import RedisServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the first test also starts the deployment
 EMBEDDED = "the embedded audit store lives on one machine; set audit.conn_id in {} to a postgres, mysql, mongo or aws connection"
 BROKER_DB = 15  # the session's Redis also serves the lease tests (db 0)
 

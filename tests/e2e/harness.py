@@ -67,6 +67,14 @@ def components_healthy(url: str) -> bool:
     return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
 
 
+def patient(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when the API server did not answer in time (a loaded machine): poll again."""
+    try:
+        return read()
+    except httpx.TimeoutException:
+        return None
+
+
 class AirflowServer:
     """``airflow standalone`` under ``root``; :meth:`start` waits until every component is healthy."""
 
@@ -279,7 +287,7 @@ class AirflowClient:
         """Wait until the run finishes; return ``success`` or ``failed``."""
 
         def finished() -> str | None:
-            state = self.run(dag_id, run_id)["state"]
+            state = patient(lambda: self.run(dag_id, run_id)["state"])
             return str(state) if state in FINISHED else None
 
         return wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish", interval=1)
@@ -293,7 +301,7 @@ class AirflowClient:
 
     def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 60) -> str:
         def reached() -> str | None:
-            state = self.task_states(dag_id, run_id).get(task_id)
+            state = patient(lambda: self.task_states(dag_id, run_id).get(task_id))
             return state if state in states else None
 
         return wait_until(reached, timeout, f"task {task_id} of {run_id} to be one of {sorted(states)}", interval=0.5)

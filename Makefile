@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/sql_servers.py
 	$(PY) bench/mongo_overhead.py
 	$(PY) bench/airflow_run_cost.py
+	$(PY) bench/celery.py
 
 # The reliability suite at full counts (issue 8): per backend 10 races of 8 runners x 50 units, 30 kills,
 # frozen holders, skewed clocks, store outages; the hostile-input corpus and 1500 fuzzed pipelines.

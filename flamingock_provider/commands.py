@@ -87,6 +87,7 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
     risks: list[dict[str, Any]] = []
     warnings = [{"file": i.file, "message": i.message} for i in report.warnings]
     if report.pipeline is not None:
+        from flamingock_provider.airflow_config import placement_notes
         from flamingock_provider.targets.sql_validate import sql_target_notes
 
         stages = [{"name": s.name, "changes": [u.id for u in s.units]} for s in report.pipeline.stages]
@@ -95,6 +96,7 @@ def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
         files = {u.id: u.source_file for u in report.pipeline.units}
         warnings += [{"file": files[r.unit_id], "message": r.warning} for r in assessed if r.warning]
         warnings += [{"file": i.file, "message": i.message} for i in sql_target_notes(report.pipeline)]
+        warnings += [{"file": i.file, "message": i.message} for i in placement_notes(report.pipeline)]
     return {
         "ok": not report.errors,
         "pipeline": report.pipeline.id if report.pipeline else None,

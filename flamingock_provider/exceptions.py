@@ -5,7 +5,8 @@
     FlamingockError                      exit code 1 unless a subclass says otherwise
      ├── PipelineValidationError          a pipeline folder failed validation (carries every issue)
      ├── ConfigurationError               a connection, target or backend cannot be used as configured
-     │    └── UnknownMemberError          `--member` names no member of the fleet (lists the members)
+     │    ├── UnknownMemberError          `--member` names no member of the fleet (lists the members)
+     │    └── EmbeddedStoreError          the embedded audit store under a distributed executor (SPEC §3)
      ├── UnitExecutionError               a change unit's apply or rollback raised
      │    └── CheckFailedError            a precondition halted the run before its unit (SPEC §14)
      ├── CheckError                       a precondition could not be evaluated
@@ -95,6 +96,21 @@ class UnknownMemberError(ConfigurationError):
 
     def _fields(self) -> tuple[object, ...]:
         return (self.name, self.members)
+
+
+class EmbeddedStoreError(ConfigurationError):
+    """The embedded (one machine) audit store was asked to serve a distributed executor's workers."""
+
+    def __init__(self, pipeline_yaml: str, executor: str) -> None:
+        self.pipeline_yaml = pipeline_yaml
+        self.executor = executor
+        super().__init__(
+            f"the embedded audit store lives on one machine; set audit.conn_id in {pipeline_yaml} to a postgres, "
+            f"mysql, mongo or aws connection"
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.pipeline_yaml, self.executor)
 
 
 class UsageError(FlamingockError):

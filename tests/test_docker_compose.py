@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from flamingock_provider.core.loader import discover_pipelines, load_pipeline
+from flamingock_provider.core.placement import check_audit_placement
 from flamingock_provider.targets.connections import parse_env_connection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +57,30 @@ def test_airflow_services_use_the_official_image_with_the_provider(compose: dict
         assert spec["depends_on"]["mongo"]["condition"] == "service_healthy"
         env = env_of(compose, service)
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
+
+
+def test_celery_runs_as_in_airflows_official_compose_file_with_two_workers(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    workers = [services[name] for name in ("airflow-worker-1", "airflow-worker-2")]
+    for worker in workers:
+        assert worker["command"] == "celery worker" and "inspect ping" in " ".join(worker["healthcheck"]["test"])
+        assert worker["volumes"] == ["./dags:/opt/airflow/dags"]  # like another machine: nothing else shared
+        assert worker["environment"]["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+        assert worker["environment"]["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert len({w["hostname"] for w in workers}) == 2
+    assert services["flower"]["command"] == "celery flower" and services["flower"]["profiles"] == ["flower"]
+    env = env_of(compose, "airflow-scheduler")
+    assert env["AIRFLOW__CORE__FERNET_KEY"] and env["AIRFLOW__API_AUTH__JWT_SECRET"]  # every component alike
+
+
+def test_no_example_pipeline_keeps_the_embedded_store_under_celery(compose: dict[str, Any]) -> None:
+    executor = env_of(compose, "airflow-worker-1")["AIRFLOW__CORE__EXECUTOR"]
+    for folder in discover_pipelines(REPO / "dags" / "changes"):
+        check_audit_placement(load_pipeline(folder), executor)  # raises EmbeddedStoreError otherwise
+    init = (REPO / "docker" / "postgres-init.sql").read_text()
+    assert "CREATE DATABASE flamingock" in init  # the database behind flamingock_audit
 
 
 def test_every_connection_the_example_pipelines_use_is_preset(compose: dict[str, Any]) -> None:

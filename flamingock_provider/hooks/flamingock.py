@@ -17,9 +17,11 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from flamingock_provider.airflow_config import airflow_executor
 from flamingock_provider.core.audit import AuditStore
 from flamingock_provider.core.model import Pipeline
 from flamingock_provider.core.pipeline_cache import cached_pipeline
+from flamingock_provider.core.placement import check_audit_placement
 from flamingock_provider.core.workspace import Workspace, open_store, open_workspace
 
 
@@ -36,12 +38,18 @@ class FlamingockHook(BaseHook):
     def pipeline(self) -> Pipeline:
         return cached_pipeline(self.pipeline_dir)
 
+    def check_placement(self) -> None:
+        """Refuse the embedded audit store under a distributed executor (SPEC §3), before anything opens it."""
+        check_audit_placement(self.pipeline, airflow_executor())
+
     def get_conn(self) -> AuditStore:
         """Return the pipeline's audit store, opened; the caller closes it."""
+        self.check_placement()
         return open_store(self.pipeline.audit)
 
     @contextmanager
     def workspace(self) -> Iterator[Workspace]:
         """Open the audit store and lease backend for one task; close them on exit."""
+        self.check_placement()
         with open_workspace(self.pipeline_dir, pipeline=self.pipeline) as ws:
             yield ws

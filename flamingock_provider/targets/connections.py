@@ -13,10 +13,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from flamingock_provider.airflow_config import airflow_cfg
 from flamingock_provider.exceptions import ConfigurationError
 
 
@@ -107,16 +107,11 @@ def _parse_uri(conn_id: str, uri: str) -> EnvConnection:
 def _custom_secrets_backend() -> bool:
     if os.environ.get("AIRFLOW__SECRETS__BACKEND"):
         return True
-    home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-    cfg_path = Path(os.environ.get("AIRFLOW_CONFIG", home / "airflow.cfg"))
-    if not cfg_path.is_file():
-        return False
-    parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(cfg_path)
+        parser = airflow_cfg()
     except configparser.Error:
         return True  # let Airflow read what we cannot
-    return bool(parser.get("secrets", "backend", fallback="").strip())
+    return parser is not None and bool(parser.get("secrets", "backend", fallback="").strip())
 
 
 def _airflow_connection(conn_id: str) -> Any:

@@ -16,6 +16,7 @@ SAMPLES: list[FlamingockError] = [
     exceptions.PipelineValidationError("dags/changes/p", [ValidationIssue("0001_a.yaml", "field 'id': missing")]),
     exceptions.ConfigurationError("bad connection"),
     exceptions.UnknownMemberError("nobody", ["acme", "globex"]),
+    exceptions.EmbeddedStoreError("dags/changes/p/pipeline.yaml", "CeleryExecutor"),
     exceptions.UsageError("bad argument"),
     exceptions.RehearsalRefusedError("scratch connection 'warehouse_db' is the real target 'warehouse'"),
     exceptions.UnitExecutionError("u1", "apply", ValueError("boom")),

@@ -51,7 +51,10 @@ def test_lake_example_runs_through_airflow(changes: Path, moto: MotoServer, http
     assert ("POST", "/api/v1/sources") in http_api.calls()
 
 
-def test_events_example_runs_through_airflow(changes: Path, kafka: KafkaServer) -> None:
+def test_events_example_runs_through_airflow(
+    changes: Path, kafka: KafkaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_FLAMINGOCK_AUDIT", f"sqlite:///{tmp_path / 'audit.db'}")  # its shared store
     folder = install_example(changes, "events")
     run = run_dag(load_dag("flamingock_events"))
     assert run.state == "success", run.tasks

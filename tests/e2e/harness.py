@@ -57,6 +57,24 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def components_healthy(url: str) -> bool:
+    """Whether the Airflow at ``url`` reports its metadata DB, scheduler, triggerer and DAG processor healthy."""
+    try:
+        health = httpx.get(f"{url}/api/v2/monitor/health", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
+
+
+def patient(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when the API server did not answer in time (a loaded machine): poll again."""
+    try:
+        return read()
+    except httpx.TimeoutException:
+        return None
+
+
 class AirflowServer:
     """``airflow standalone`` under ``root``; :meth:`start` waits until every component is healthy."""
 
@@ -133,13 +151,7 @@ class AirflowServer:
     def _healthy(self) -> bool | None:
         if self._process is not None and self._process.poll() is not None:
             raise AirflowStartError(f"airflow standalone exited with {self._process.returncode}")
-        try:
-            health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        ok = all((health.get(p) or {}).get("status") == "healthy" for p in parts)
-        return True if ok and self.password_file.exists() else None
+        return True if components_healthy(self.url) and self.password_file.exists() else None
 
     @property
     def password_file(self) -> Path:
@@ -275,7 +287,7 @@ class AirflowClient:
         """Wait until the run finishes; return ``success`` or ``failed``."""
 
         def finished() -> str | None:
-            state = self.run(dag_id, run_id)["state"]
+            state = patient(lambda: self.run(dag_id, run_id)["state"])
             return str(state) if state in FINISHED else None
 
         return wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish", interval=1)
@@ -289,7 +301,7 @@ class AirflowClient:
 
     def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 60) -> str:
         def reached() -> str | None:
-            state = self.task_states(dag_id, run_id).get(task_id)
+            state = patient(lambda: self.task_states(dag_id, run_id).get(task_id))
             return state if state in states else None
 
         return wait_until(reached, timeout, f"task {task_id} of {run_id} to be one of {sorted(states)}", interval=0.5)

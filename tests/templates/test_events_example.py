@@ -5,6 +5,10 @@ Its Airflow run (``dag.test()``) is in tests/airflow/test_examples.py; here it r
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from flamingock_provider import commands
 from tests.conftest import REPO
 from tests.fixtures.kafka_server import KafkaServer
@@ -17,7 +21,14 @@ UNITS = [
     "clickstream-retention",
     "dead-letter-topics",
 ]
+AUDIT_CONN = "AIRFLOW_CONN_FLAMINGOCK_AUDIT"  # the example's shared audit store (PostgreSQL in docker-compose)
 TOPICS = {"clickstream": 6, "orders.v1": 3, "customer-profiles": 3, "clickstream.dlq": 1, "orders.v1.dlq": 1}
+
+
+@pytest.fixture(autouse=True)
+def audit_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example's ``flamingock_audit`` connection, here a SQLite file of the test."""
+    monkeypatch.setenv(AUDIT_CONN, f"sqlite:///{tmp_path / 'audit.db'}")
 
 
 def test_the_events_example_is_valid_and_every_unit_is_compensable() -> None:

@@ -120,15 +120,17 @@ class Engine:
         latest = self.snapshot() if snapshot is None else snapshot
         return plan_pipeline(self.pipeline, latest, markers=self._markers(), live_token=live_token)
 
-    def skips(self, decisions: Sequence[Decision], action: str = "apply") -> Skips:
+    def skips(self, decisions: Sequence[Decision], action: str = "apply", undo: Sequence[ChangeUnit] = ()) -> Skips:
         """What this run's tasks cannot do (see :func:`run_skips`), with ``when:`` rendered as run_stage does.
+
+        ``undo``: the units an undo run rolls back (:meth:`undo_targets`).
 
         A stage whose ``when`` is false skips all its units; a unit's own ``when`` counts only when it
         would be applied (a reconcile or a blocked unit still runs, as in :meth:`run_stage`). An
         expression that cannot be evaluated leaves its unit to run, so its task reports the error.
         """
         if action != "apply":
-            return run_skips(self.pipeline.stages, decisions, action)
+            return run_skips(self.pipeline.stages, decisions, action, undo=undo)
         by_id = {d.unit.id: d for d in decisions}
         inactive: set[str] = set()
         for stage in self.pipeline.stages:
@@ -419,11 +421,17 @@ class Engine:
             resolution = Resolution(State.MANUAL_MARKED_AS_ROLLED_BACK)
             raise blocked_error(self.pipeline_dir, Decision(unit, entry, NextAction.BLOCKED, reason, resolution))
 
-    def undo(self, to: str | None = None, last: int | None = None) -> RunResult:
-        """Roll back applied units after ``to`` (or the last ``last``), newest first; stop at a failure."""
+    def undo(self, to: str | None = None, last: int | None = None, *, stage: str | None = None) -> RunResult:
+        """Roll back applied units after ``to`` (or the last ``last``), newest first; stop at a failure.
+
+        ``stage``: only that stage's share of the undo (Airflow runs one undo task per stage, newest
+        stage first); the whole undo is still checked before anything changes.
+        """
         result = RunResult(self.pipeline.id, kind=RunKind.UNDO)
         latest = self.snapshot()
         for unit in self._undo_plan(latest, to, last):
+            if stage is not None and unit.stage != stage:
+                continue
             try:
                 self.executor.rollback(unit, latest[unit.id], Action.UNDO)
             except UnitExecutionError as err:

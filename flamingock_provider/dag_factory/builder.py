@@ -3,8 +3,11 @@
 ::
 
     lock (setup) ─► plan ─► [stage a: apply_x ─► apply_y ─► rollback] ─► [stage b: ...] ─► complete
-                      └──► undo ─────────────────────────────────────────────────────────────┘
+                      └──► undo ─► [stage b: undo] ─► [stage a: undo] ─────────────────────────┘
     release (teardown of lock, after every stage, rollback, undo and complete)
+
+Each stage's ``undo`` task rolls back that stage's share of an undo run, newest stage first, so the
+grid shows which stages an undo touched; the ``undo`` entry task checks the whole undo first.
 
 The plan task sets ``skipped`` the tasks with nothing to do in the run before any starts (SPEC §10).
 Unit tasks run ``none_failed`` (a skipped unit does not stop the next one); a stage's ``rollback``
@@ -47,8 +50,11 @@ def dag_id_for(pipeline_id: str) -> str:
     return f"flamingock_{pipeline_id}"
 
 
-def trigger_params() -> dict[str, Param]:
-    """Return fresh trigger-form params (Airflow writes run conf into Param objects: never share them)."""
+def trigger_params(change_ids: Sequence[str] = ()) -> dict[str, Param]:
+    """Return fresh trigger-form params (Airflow writes run conf into Param objects: never share them).
+
+    ``undo_to`` offers the pipeline's change ids (and none): the form refuses any other value.
+    """
     return {
         "action": Param(
             "apply",
@@ -61,8 +67,10 @@ def trigger_params() -> dict[str, Param]:
         "undo_to": Param(
             None,
             type=["null", "string"],
+            enum=[None, *change_ids],
             title="Undo to",
-            description="undo only: the change id to roll back to (the changes after it are undone)",
+            description="only for action 'undo' (ignored otherwise): the change id to roll back to; the changes "
+            "applied after it are undone, newest first",
         ),
     }
 
@@ -108,7 +116,7 @@ def _absolute(pipeline_dir: str | os.PathLike[str], dag_file: Path | None) -> st
 def _dag_arguments(pipeline: Pipeline, overrides: dict[str, Any]) -> dict[str, Any]:
     overrides = dict(overrides)
     tags = {"flamingock", *pipeline.tags, *overrides.pop("tags", ())}
-    params = {**trigger_params(), **overrides.pop("params", {})}
+    params = {**trigger_params([u.id for u in pipeline.units]), **overrides.pop("params", {})}
     arguments: dict[str, Any] = {
         "dag_id": dag_id_for(pipeline.id),
         "schedule": _schedule(pipeline.schedule),
@@ -168,6 +176,7 @@ class _StageTasks:
     first: BaseOperator
     last: BaseOperator
     rollback: BaseOperator
+    undo: BaseOperator
 
 
 @dataclass
@@ -186,13 +195,21 @@ class _PipelineTasks:
         for stage in self.pipeline.stages:
             self.stages[stage.name] = self._stage(stage, lock.task_id, plan.task_id, task_ids)
             self._wire_stage(stage, plan)
-        undo = FlamingockUndoOperator(task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id)
+        undo = FlamingockUndoOperator(
+            task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id, check_only=True
+        )
         _link([plan], undo)
+        undos = [self.stages[s.name].undo for s in reversed(self.pipeline.stages)]  # newest stage first
+        for before, after in pairwise([undo, *undos]):
+            # after the entry task too: the newer stages' tasks the plan task skipped pass nothing on
+            _link(list(dict.fromkeys([undo, before])), after)
         complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id)
         # The plan task skips what a run cannot do (the unit tasks find it by their plan_task_id).
         plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
-        plan.undo_task_id, plan.complete_task_id = undo.task_id, complete.task_id
-        work = [*(t.last for t in self.stages.values()), *(t.rollback for t in self.stages.values()), undo]
+        plan.undo_task_id = undo.task_id
+        plan.undo_stage_task_ids = {name: t.undo.task_id for name, t in self.stages.items()}
+        # Every undo task reaches complete itself: a skipped one would not pass a failure on.
+        work = [*(t.last for t in self.stages.values()), *(t.rollback for t in self.stages.values()), undo, *undos]
         _link(work, complete)
         release = FlamingockReleaseOperator(
             task_id="release", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id
@@ -241,7 +258,15 @@ class _PipelineTasks:
                 _link([before], after)
             rollback = FlamingockRollbackOperator(task_id="rollback", stage=stage.name, **common)
             _link([tasks[-1]], rollback)
-        return _StageTasks(tasks[0], tasks[-1], rollback)
+            # none_failed: a newer stage with nothing to undo (skipped) lets this one run; a failure stops it.
+            undo = FlamingockUndoOperator(
+                task_id="undo",
+                stage=stage.name,
+                trigger_rule="none_failed",
+                pipeline_dir=self.pipeline_dir,
+                lock_task_id=lock_id,
+            )
+        return _StageTasks(tasks[0], tasks[-1], rollback, undo)
 
     def _wire_stage(self, stage: Stage, plan: BaseOperator) -> None:
         """Start the stage after its dependencies (the previous stage unless stage.yaml says depends_on)."""

@@ -51,12 +51,21 @@ def test_groups_order_setup_and_teardown(tmp_path: Path) -> None:
         "schema.apply_a",
         "schema.apply_b_v2",
         "schema.rollback",
+        "schema.undo",
     ]
     assert upstream(dag, "plan") == {"lock"}
     assert upstream(dag, "schema.apply_a") == {"plan"}
     assert upstream(dag, "schema.apply_b_v2") == {"schema.apply_a"}
     assert upstream(dag, "data.apply_c") == {"schema.apply_b_v2"}
     assert upstream(dag, "schema.rollback") == {"schema.apply_b_v2"}
+    # undo: the entry task checks, then each stage's undo task, newest stage first
+    assert upstream(dag, "undo") == {"plan"} and upstream(dag, "report.undo") == {"undo"}
+    assert upstream(dag, "data.undo") == {"undo", "report.undo"} and upstream(dag, "schema.undo") == {
+        "undo",
+        "data.undo",
+    }
+    assert {"undo", "report.undo", "data.undo", "schema.undo"} <= upstream(dag, "complete")
+    assert dag.get_task("data.undo").trigger_rule == "none_failed" and dag.get_task("data.undo").stage == "data"
     lock, release = dag.get_task("lock"), dag.get_task("release")
     assert lock.is_setup and release.is_teardown and "lock" in release.upstream_task_ids
     assert {"complete", "undo", "schema.rollback", "report.apply_d"} <= upstream(dag, "release")
@@ -94,7 +103,7 @@ def test_run_after_failure_stage_runs_after_compensation(tmp_path: Path) -> None
 
 def test_task_per_stage_mode(tmp_path: Path) -> None:
     dag = build_dag(pipeline(tmp_path, THREE_STAGES, "run_mode: task_per_stage\n"))
-    assert [t.task_id for t in dag.task_group.children["schema"]] == ["schema.apply", "schema.rollback"]
+    assert [t.task_id for t in dag.task_group.children["schema"]] == ["schema.apply", "schema.rollback", "schema.undo"]
     assert dag.get_task("schema.apply").stage == "schema" and upstream(dag, "data.apply") == {"schema.apply"}
 
 
@@ -112,7 +121,7 @@ def test_reserved_stage_names_and_unsafe_ids_get_distinct_task_ids(tmp_path: Pat
     }
     dag = build_dag(pipeline(tmp_path, files))
     ids = [t.task_id for t in dag.task_group.children["plan_stage"]]
-    assert ids[0] == "plan_stage.apply_x_y" and ids[1].startswith("plan_stage.apply_x_y_") and len(set(ids)) == 3
+    assert ids[0] == "plan_stage.apply_x_y" and ids[1].startswith("plan_stage.apply_x_y_") and len(set(ids)) == 4
 
 
 def test_build_task_group_inside_a_user_dag(tmp_path: Path) -> None:
@@ -153,3 +162,19 @@ def test_importing_the_package_core_and_cli_never_imports_airflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_trigger_form_offers_the_change_ids_for_undo_to_and_refuses_others(tmp_path: Path) -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = build_dag(pipeline(tmp_path, THREE_STAGES))
+    undo_to = dag.params.get_param("undo_to")
+    assert undo_to.schema["enum"] == [None, "a", "b.v2", "c", "d"] and undo_to.schema["type"] == ["null", "string"]
+    assert "only for action 'undo'" in str(undo_to.description)
+    assert undo_to.resolve("b.v2") == "b.v2" and undo_to.resolve(None) is None
+    with pytest.raises(ParamValidationError):
+        undo_to.resolve("b_v2")  # a typo: refused by the form, not by a failed run
+    form = ParamsDict(dag.params.dump())
+    form.update({"action": "undo", "undo_to": "c"})
+    assert form.validate() == {"action": "undo", "undo_to": "c"}

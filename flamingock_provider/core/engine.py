@@ -227,7 +227,7 @@ class Engine:
             raise blocked_error(self.pipeline_dir, decision)
         if decision.reconcile:
             assert decision.latest is not None
-            self.executor.record(unit, State.APPLIED, Action.APPLY, strategy=decision.latest.tx_strategy)
+            self.executor.reconcile(unit, decision.latest)
             result.skip([unit], "its transaction had committed before a crash: recorded APPLIED")
             return True
         if decision.action is NextAction.SKIP:
@@ -368,7 +368,7 @@ class Engine:
         if latest.action is not Action.APPLY:
             return self.executor.record(unit, State.ROLLBACK_FAILED, latest.action, strategy=strategy, error=error)
         if decide(unit, latest, markers=self._markers()).reconcile:
-            return self.executor.record(unit, State.APPLIED, latest.action, strategy=strategy)
+            return self.executor.reconcile(unit, latest)
         return self.executor.record(unit, State.FAILED, latest.action, strategy=strategy, error=error)
 
     # -- undo -------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def view_pipeline(airflow_server: AirflowServer, session_client: AirflowClient) 
         assert state == "failed", session_client.task_states(dag_id, run_id)
         seed = folder / "01_schema" / "0002_seed_items.yaml"
         seed.write_text(seed.read_text() + "description: edited after it was applied\n")
-        fix = f"flamingock fix {folder} seed-items --as applied --accept-checksum"
+        fix = "flamingock fix changes/e2e_view seed-items --as applied --accept-checksum"  # relative to dags/
         store = SqliteStore(embedded_store_path())
         held = store.acquire("e2e_view", HOLDER, 900)
         assert held is not None
@@ -97,7 +97,8 @@ def test_the_view_reports_states_drift_and_the_lease(
     airflow_server: AirflowServer, airflow: AirflowClient, view_pipeline: ViewPipeline
 ) -> None:
     data = airflow.get("/flamingock/api/pipelines")
-    assert data["changes_folder"] == str(airflow_server.changes)
+    assert data["changes_folder"] == "changes"  # relative to the DAGs folder: never the server's path
+    assert str(airflow_server.root) not in str(data)
     view = next(p for p in data["pipelines"] if p["pipeline"] == "e2e_view")
     changes = {c["id"]: (c["state"], c["action"], c["fix"]) for c in view["changes"]}
     assert changes == {

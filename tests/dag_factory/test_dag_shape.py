@@ -51,21 +51,29 @@ def test_groups_order_setup_and_teardown(tmp_path: Path) -> None:
         "schema.apply_a",
         "schema.apply_b_v2",
         "schema.rollback",
-        "schema.undo",
     ]
+    # in a group of their own, newest stage first (inside the stage groups they would make a group cycle)
+    undo_group = dag.task_group.children["undo_stages"]
+    assert [t.task_id for t in undo_group] == ["undo_stages.report", "undo_stages.data", "undo_stages.schema"]
+    dag.task_group.topological_sort()  # the grid draws groups in this order: no cycle between groups
     assert upstream(dag, "plan") == {"lock"}
     assert upstream(dag, "schema.apply_a") == {"plan"}
     assert upstream(dag, "schema.apply_b_v2") == {"schema.apply_a"}
     assert upstream(dag, "data.apply_c") == {"schema.apply_b_v2"}
     assert upstream(dag, "schema.rollback") == {"schema.apply_b_v2"}
     # undo: the entry task checks, then each stage's undo task, newest stage first
-    assert upstream(dag, "undo") == {"plan"} and upstream(dag, "report.undo") == {"undo"}
-    assert upstream(dag, "data.undo") == {"undo", "report.undo"} and upstream(dag, "schema.undo") == {
+    assert upstream(dag, "undo") == {"plan"} and upstream(dag, "undo_stages.report") == {"undo"}
+    assert upstream(dag, "undo_stages.data") == {"undo", "undo_stages.report"} and upstream(
+        dag, "undo_stages.schema"
+    ) == {
         "undo",
-        "data.undo",
+        "undo_stages.data",
     }
-    assert {"undo", "report.undo", "data.undo", "schema.undo"} <= upstream(dag, "complete")
-    assert dag.get_task("data.undo").trigger_rule == "none_failed" and dag.get_task("data.undo").stage == "data"
+    assert {"undo", "undo_stages.report", "undo_stages.data", "undo_stages.schema"} <= upstream(dag, "complete")
+    assert (
+        dag.get_task("undo_stages.data").trigger_rule == "none_failed"
+        and dag.get_task("undo_stages.data").stage == "data"
+    )
     lock, release = dag.get_task("lock"), dag.get_task("release")
     assert lock.is_setup and release.is_teardown and "lock" in release.upstream_task_ids
     assert {"complete", "undo", "schema.rollback", "report.apply_d"} <= upstream(dag, "release")
@@ -103,7 +111,7 @@ def test_run_after_failure_stage_runs_after_compensation(tmp_path: Path) -> None
 
 def test_task_per_stage_mode(tmp_path: Path) -> None:
     dag = build_dag(pipeline(tmp_path, THREE_STAGES, "run_mode: task_per_stage\n"))
-    assert [t.task_id for t in dag.task_group.children["schema"]] == ["schema.apply", "schema.rollback", "schema.undo"]
+    assert [t.task_id for t in dag.task_group.children["schema"]] == ["schema.apply", "schema.rollback"]
     assert dag.get_task("schema.apply").stage == "schema" and upstream(dag, "data.apply") == {"schema.apply"}
 
 
@@ -121,7 +129,7 @@ def test_reserved_stage_names_and_unsafe_ids_get_distinct_task_ids(tmp_path: Pat
     }
     dag = build_dag(pipeline(tmp_path, files))
     ids = [t.task_id for t in dag.task_group.children["plan_stage"]]
-    assert ids[0] == "plan_stage.apply_x_y" and ids[1].startswith("plan_stage.apply_x_y_") and len(set(ids)) == 4
+    assert ids[0] == "plan_stage.apply_x_y" and ids[1].startswith("plan_stage.apply_x_y_") and len(set(ids)) == 3
 
 
 def test_build_task_group_inside_a_user_dag(tmp_path: Path) -> None:

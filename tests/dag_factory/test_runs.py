@@ -134,12 +134,12 @@ def test_plan_changes_nothing_and_undo_rolls_back_newest_first(changes: Path, sq
 
     plan = run_dag(dag, action="plan")
     assert plan.state == "success" and plan.tasks["plan"] == "success" and plan.tasks["lock"] == "success"
-    assert plan.states("schema.apply_a", "data.apply_c", "undo", "data.undo") == ["skipped"] * 4
+    assert plan.states("schema.apply_a", "data.apply_c", "undo", "undo_stages.data") == ["skipped"] * 4
     assert plan.states("complete", "release") == ["success", "skipped"]  # no lease taken, none released
     assert len(history(folder)) == entries
 
     undo = run_dag(dag, action="undo", undo_to="a")
-    assert undo.state == "success" and undo.states("undo", "data.undo", "schema.undo") == ["success"] * 3
+    assert undo.state == "success" and undo.states("undo", "undo_stages.data", "undo_stages.schema") == ["success"] * 3
     assert undo.states("schema.apply_a", "schema.apply_b", "schema.rollback") == ["skipped"] * 3
     assert undo.states("complete", "release") == ["success", "success"]
     assert asset_events("flamingock://runundo/") == events  # only an apply emits the asset

@@ -16,7 +16,7 @@ from tests.conftest import WAREHOUSE_PIPELINE, sql_unit
 from tests.fixtures.airflow_dags import Run, load_dag, make_pipeline, run_dag
 
 BOOKKEEPING = {"lock", "plan", "complete", "release"}
-UNDO = {"undo", "schema.undo", "data.undo"}
+UNDO = {"undo", "undo_stages.schema", "undo_stages.data"}
 UNITS = {
     "01_schema/0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)", "DROP TABLE a"),
     "01_schema/0002_b.yaml": sql_unit("b", "CREATE TABLE b (x INT)", "DROP TABLE b"),
@@ -68,7 +68,7 @@ def test_a_partial_rerun_starts_the_new_units_and_the_idle_units_after_the_first
         "data.rollback",
         "late.rollback",  # by the scheduler: z succeeded
         *UNDO,
-        "late.undo",
+        "undo_stages.late",
     }
 
     (folder / "01_schema" / "0004_n.yaml").write_text(sql_unit("n", "CREATE TABLE n (x INT)", "DROP TABLE n"))
@@ -145,7 +145,7 @@ def test_a_failure_still_stops_later_units_and_runs_its_rollback_and_clean_up(
     assert {"schema.apply_a", "schema.apply_b", "data.rollback", "cleanup.rollback", "more.rollback"} == (
         skipped_unstarted(run)
         - {"tidy.rollback", "undo"}
-        - {f"{s}.undo" for s in ("schema", "data", "cleanup", "tidy", "more")}
+        - {f"undo_stages.{s}" for s in ("schema", "data", "cleanup", "tidy", "more")}
     )
     assert latest(folder)["x"] == "FAILED"
 

@@ -34,21 +34,23 @@ def test_an_undo_shows_per_stage_what_it_rolled_back_and_a_failed_rollback_fails
 
     short = run_dag(dag, action="undo", undo_to="c")  # only d, in the newest stage
     assert short.state == "success", short.tasks
-    assert short.states("undo", "last.undo", "late.undo", "data.undo", "schema.undo") == [
+    assert short.states("undo", "undo_stages.last", "undo_stages.late", "undo_stages.data", "undo_stages.schema") == [
         "success",
         "success",
-        "skipped",  # started after last.undo (which might have failed) and found nothing to undo
+        "skipped",  # started after undo_stages.last (which might have failed) and found nothing to undo
         "skipped",
         "skipped",
     ]
-    assert {"late.undo", "data.undo", "schema.undo"} <= short.started
+    assert {"undo_stages.late", "undo_stages.data", "undo_stages.schema"} <= short.started
     assert short.states("complete", "release") == ["success", "success"]
     assert latest(folder)["d"] == "ROLLED_BACK"
 
     failed = run_dag(dag, action="undo", undo_to="a")  # c's rollback fails: b must stay applied
     assert failed.state == "failed", failed.tasks
-    assert failed.tasks["last.undo"] == "skipped" and "last.undo" not in failed.started  # d: already undone
-    assert failed.states("undo", "late.undo", "data.undo", "schema.undo") == [
+    assert (
+        failed.tasks["undo_stages.last"] == "skipped" and "undo_stages.last" not in failed.started
+    )  # d: already undone
+    assert failed.states("undo", "undo_stages.late", "undo_stages.data", "undo_stages.schema") == [
         "success",
         "failed",
         "upstream_failed",
@@ -64,6 +66,6 @@ def test_an_undo_with_nothing_to_undo_skips_every_undo_task_and_succeeds(changes
     dag = load_dag("flamingock_undonothing")
     run = run_dag(dag, action="undo", undo_to="a")  # nothing applied yet
     assert run.state == "success", run.tasks
-    undo_tasks = ["undo", "last.undo", "late.undo", "data.undo", "schema.undo"]
+    undo_tasks = ["undo", "undo_stages.last", "undo_stages.late", "undo_stages.data", "undo_stages.schema"]
     assert run.states(*undo_tasks) == ["skipped"] * 5 and not set(undo_tasks) & run.started
     assert run.states("lock", "plan", "complete", "release") == ["success"] * 4

@@ -75,6 +75,13 @@ def view_pipeline(airflow_server: AirflowServer, session_client: AirflowClient) 
             store.close()
 
 
+def browser_api() -> Any:
+    """Playwright's sync API over Debian's chromium; the test is skipped when either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/system_deps.sh) to run the browser test")
+    return pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed")
+
+
 def test_the_plugin_is_registered_with_a_navigation_entry(airflow: AirflowClient) -> None:
     plugins = {p["name"]: p for p in airflow.get("/api/v2/plugins")["plugins"]}
     assert plugins["flamingock"]["fastapi_apps"][0]["url_prefix"] == "/flamingock"
@@ -115,9 +122,7 @@ def test_the_view_reports_states_drift_and_the_lease(
 def test_the_view_in_headless_chromium(
     airflow_server: AirflowServer, airflow: AirflowClient, view_pipeline: ViewPipeline, tmp_path: Path
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/system_deps.sh) to run the browser test")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed")
+    sync_api = browser_api()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -230,9 +235,7 @@ def trigger_in_the_form(page: Any, url: str, action: str, undo_to: str | None) -
 def test_the_grid_tells_what_each_run_did_to_each_unit(
     airflow_server: AirflowServer, airflow: AirflowClient, tmp_path: Path, mode: str
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/system_deps.sh) to run the browser test")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed")
+    sync_api = browser_api()
     dag_id = grid_pipeline(airflow_server, airflow, mode)
     units = UNIT_TASKS[mode]
     apply_id, state = airflow.run_pipeline(dag_id, {"action": "apply", "undo_to": None})
@@ -240,7 +243,9 @@ def test_the_grid_tells_what_each_run_did_to_each_unit(
     applied = airflow.task_states(dag_id, apply_id)
     assert [applied[t] for t in units] == ["success"] * len(units)
     assert [applied[t] for t in ("lock", "plan", "complete", "release")] == ["success"] * 4
-    assert {applied[t] for t in ("undo", "schema.undo", "data.undo", "schema.rollback", "data.rollback")} == {"skipped"}
+    assert {
+        applied[t] for t in ("undo", "undo_stages.schema", "undo_stages.data", "schema.rollback", "data.rollback")
+    } == {"skipped"}
 
     rerun_id, state = airflow.run_pipeline(dag_id, {"action": "apply", "undo_to": None})
     rerun = airflow.task_states(dag_id, rerun_id)
@@ -281,7 +286,9 @@ def test_the_grid_tells_what_each_run_did_to_each_unit(
             )
             assert airflow.wait_for_run(dag_id, undo_id) == "success"
             undone = airflow.task_states(dag_id, undo_id)
-            assert (undone["undo"], undone["data.undo"], undone["schema.undo"]) == ("success",) * 3  # c, then b
+            assert (undone["undo"], undone["undo_stages.data"], undone["undo_stages.schema"]) == (
+                "success",
+            ) * 3  # c, then b
             assert [undone[t] for t in units] == ["skipped"] * len(units)
             assert (undone["complete"], undone["release"]) == ("success", "success")
 

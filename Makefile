@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install demo test test-fast lint verify bench reliability clean
+.PHONY: install demo airflow test test-fast lint verify bench reliability clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ verify:
 demo: install
 	bash scripts/demo.sh
 
+# A local Airflow UI on the example DAGs (their targets as local servers) until Ctrl-C: prints the URLs
+# and the admin password.
+airflow: install
+	bash scripts/airflow.sh
+
 # Every benchmark in order (issue 9: parse, history growth, throughput; then the older ones), each
 # printing its table with the machine's details. bench/parse.py runs when it exists.
 bench: install
@@ -58,4 +63,4 @@ reliability: install
 	FLAMINGOCK_RELIABILITY_FULL=1 $(VENV)/bin/pytest -q tests/reliability
 
 clean:
-	rm -rf $(VENV) build *.egg-info .demo
+	rm -rf $(VENV) build *.egg-info .demo .airflow

@@ -5,7 +5,7 @@
 The floor is the same shape written by hand, as a new user would: a Python DAG file with a loop
 of EmptyOperator tasks in TaskGroups chained with ``>>``. For each size it writes a pipeline of N
 units in 20 stages (SQL units with a rollback), that DAG file and a dag-factory YAML of the shape: the same task count (lock, plan, one chained task per unit,
-a rollback per stage, undo, complete with the ``flamingock://`` asset outlet, release), the same
+a rollback per stage, undo and one undo task per stage in a group, complete with the ``flamingock://`` asset outlet, release), the same
 TaskGroups, chained the same way. Every measurement runs in a fresh interpreter, as Airflow's DAG
 processor and workers do, after importing Airflow; what is timed is what parsing the DAG file adds:
 importing the library and building (best of --repeat). Peak memory is traced (tracemalloc) in a
@@ -87,6 +87,15 @@ def dagfactory_config(units: int, dag_id: str) -> dict[str, Any]:
             lasts += [f"apply_unit-{k}", f"{stage}_rollback"]
         previous = f"apply_unit-{k}"
     tasks["undo"] = {"operator": EMPTY, "dependencies": ["plan"]}
+    before, stages = "undo", list(groups)
+    groups["undo_stages"] = {"tooltip": "undo_stages"}
+    for stage in reversed(stages):  # each stage's undo, newest stage first
+        tasks[f"undo_{stage}"] = {
+            "operator": EMPTY,
+            "task_group_name": "undo_stages",
+            "dependencies": sorted({"undo", before}),
+        }
+        lasts.append(before := f"undo_{stage}")
     tasks["complete"] = {"operator": EMPTY, "dependencies": [*lasts, "undo"], "outlets": [f"flamingock://{dag_id}"]}
     tasks["release"] = {"operator": EMPTY, "dependencies": [*lasts, "undo", "complete"]}
     dag = {"schedule": None, "catchup": False, "default_args": {"start_date": "2025-01-01"}}
@@ -105,11 +114,12 @@ with DAG("hand", schedule=None, start_date=datetime(2024, 1, 1), catchup=False, 
     lock = EmptyOperator(task_id="lock")
     plan = EmptyOperator(task_id="plan")
     lock >> plan
-    previous, work = plan, []
+    previous, work, stages = plan, [], []
     for number in range(1, STAGES + 1):
         ks = [k for k in range(1, UNITS + 1) if min(STAGES, (k - 1) // per_stage + 1) == number]
         if not ks:
             continue
+        stages.append(number)
         with TaskGroup(f"stage_{{number:02d}}"):
             units = [EmptyOperator(task_id=f"apply_unit-{{k}}", trigger_rule="none_failed") for k in ks]
             for before, after in zip(units, units[1:]):
@@ -121,6 +131,14 @@ with DAG("hand", schedule=None, start_date=datetime(2024, 1, 1), catchup=False, 
         work += [units[-1], rollback]
     undo = EmptyOperator(task_id="undo")
     plan >> undo
+    before = undo
+    with TaskGroup("undo_stages"):  # each stage's undo, newest stage first
+        for number in reversed(stages):
+            stage_undo = EmptyOperator(task_id=f"stage_{{number:02d}}", trigger_rule="none_failed")
+            undo >> stage_undo
+            before >> stage_undo
+            before = stage_undo
+            work.append(stage_undo)
     complete = EmptyOperator(task_id="complete", trigger_rule="none_failed", outlets=[Asset("flamingock://bench")])
     [*work, undo] >> complete
     release = EmptyOperator(task_id="release")

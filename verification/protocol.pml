@@ -236,7 +236,8 @@ inline apply_separate(me) {
     fi
   }
 #endif
-  append(me, APPLIED, TX_SEPARATE)
+  append(me, APPLIED, TX_SEPARATE);
+  markers = markers & ~(1 << me)  /* _clear_marker: only needed between the commit and APPLIED */
 }
 
 /* executor._apply_shared: begin, STARTED, steps, APPLIED in one transaction, commit */
@@ -308,7 +309,7 @@ incarnation:
 #endif
     if
     :: dec == D_BLOCKED || dec == D_SKIP || dec == D_RUNNING -> skip
-    :: dec == D_RECONCILE -> append(me, APPLIED, TX_SEPARATE)
+    :: dec == D_RECONCILE -> append(me, APPLIED, TX_SEPARATE)  /* the marker is left: harmless once APPLIED */
     :: dec == D_APPLY ->
       guard_target(me);
       if

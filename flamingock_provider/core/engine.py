@@ -120,15 +120,17 @@ class Engine:
         latest = self.snapshot() if snapshot is None else snapshot
         return plan_pipeline(self.pipeline, latest, markers=self._markers(), live_token=live_token)
 
-    def skips(self, decisions: Sequence[Decision], action: str = "apply") -> Skips:
+    def skips(self, decisions: Sequence[Decision], action: str = "apply", undo: Sequence[ChangeUnit] = ()) -> Skips:
         """What this run's tasks cannot do (see :func:`run_skips`), with ``when:`` rendered as run_stage does.
+
+        ``undo``: the units an undo run rolls back (:meth:`undo_targets`).
 
         A stage whose ``when`` is false skips all its units; a unit's own ``when`` counts only when it
         would be applied (a reconcile or a blocked unit still runs, as in :meth:`run_stage`). An
         expression that cannot be evaluated leaves its unit to run, so its task reports the error.
         """
         if action != "apply":
-            return run_skips(self.pipeline.stages, decisions, action)
+            return run_skips(self.pipeline.stages, decisions, action, undo=undo)
         by_id = {d.unit.id: d for d in decisions}
         inactive: set[str] = set()
         for stage in self.pipeline.stages:
@@ -225,7 +227,7 @@ class Engine:
             raise blocked_error(self.pipeline_dir, decision, self.pipeline.member)
         if decision.reconcile:
             assert decision.latest is not None
-            self.executor.record(unit, State.APPLIED, Action.APPLY, strategy=decision.latest.tx_strategy)
+            self.executor.reconcile(unit, decision.latest)
             result.skip([unit], "its transaction had committed before a crash: recorded APPLIED")
             return True
         if decision.action is NextAction.SKIP:
@@ -366,7 +368,7 @@ class Engine:
         if latest.action is not Action.APPLY:
             return self.executor.record(unit, State.ROLLBACK_FAILED, latest.action, strategy=strategy, error=error)
         if decide(unit, latest, markers=self._markers()).reconcile:
-            return self.executor.record(unit, State.APPLIED, latest.action, strategy=strategy)
+            return self.executor.reconcile(unit, latest)
         return self.executor.record(unit, State.FAILED, latest.action, strategy=strategy, error=error)
 
     # -- undo -------------------------------------------------------------------------------
@@ -421,11 +423,17 @@ class Engine:
                 self.pipeline_dir, Decision(unit, entry, NextAction.BLOCKED, reason, resolution), self.pipeline.member
             )
 
-    def undo(self, to: str | None = None, last: int | None = None) -> RunResult:
-        """Roll back applied units after ``to`` (or the last ``last``), newest first; stop at a failure."""
+    def undo(self, to: str | None = None, last: int | None = None, *, stage: str | None = None) -> RunResult:
+        """Roll back applied units after ``to`` (or the last ``last``), newest first; stop at a failure.
+
+        ``stage``: only that stage's share of the undo (Airflow runs one undo task per stage, newest
+        stage first); the whole undo is still checked before anything changes.
+        """
         result = RunResult(self.pipeline.id, kind=RunKind.UNDO)
         latest = self.snapshot()
         for unit in self._undo_plan(latest, to, last):
+            if stage is not None and unit.stage != stage:
+                continue
             try:
                 self.executor.rollback(unit, latest[unit.id], Action.UNDO)
             except UnitExecutionError as err:

@@ -3,7 +3,7 @@
 The only place that talks to targets. Order of events per strategy (SPEC §8):
 
 - NON_TX:      STARTED → apply → APPLIED | FAILED
-- TX_SEPARATE: STARTED → begin → apply → marker → commit → APPLIED | rollback → FAILED
+- TX_SEPARATE: STARTED → begin → apply → marker → commit → APPLIED → marker deleted | rollback → FAILED
 - TX_SHARED:   begin → STARTED → apply → APPLIED → commit (one transaction) | rollback → FAILED
 """
 
@@ -240,7 +240,36 @@ class UnitExecutor:
             self._record_failure(unit, failure, strategy, started)
             raise UnitExecutionError(unit.id, "apply", failure.cause) from failure.cause
         # Only once the target committed (TX_SEPARATE) or the change is done (NON_TX).
-        return self.record(unit, State.APPLIED, Action.APPLY, strategy=strategy, started=started, undo_state=undo)
+        entry = self.record(unit, State.APPLIED, Action.APPLY, strategy=strategy, started=started, undo_state=undo)
+        if strategy is TxStrategy.TX_SEPARATE:
+            assert session is not None
+            self._clear_marker(unit, session, self.run.execution_id)
+        return entry
+
+    def reconcile(self, unit: ChangeUnit, started: AuditEntry) -> AuditEntry:
+        """Record APPLIED for a TX_SEPARATE unit whose marker shows its commit (SPEC §7), then delete the marker."""
+        entry = self.record(unit, State.APPLIED, started.action, strategy=started.tx_strategy)
+        config = self.pipeline.target_of(unit)
+        if config is not None:
+            session = self.targets(config)
+            try:
+                self._clear_marker(unit, session, started.execution_id)
+            finally:
+                session.close()
+        return entry
+
+    def _clear_marker(self, unit: ChangeUnit, session: TargetSession, execution_id: str) -> None:
+        """Delete the marker once APPLIED is durable; one left behind is only read for a STARTED entry."""
+        try:
+            session.clear_marker(self.pipeline.id, unit.id, execution_id)
+        except Exception as err:
+            self.log.warning(
+                "change %s: its marker in target %s was not deleted (%s: %s); it is harmless and may be deleted by hand",
+                unit.id,
+                session.config.name,
+                type(err).__name__,
+                err,
+            )
 
     @contextmanager
     def _transaction(self, session: TargetSession | None, strategy: TxStrategy) -> Iterator[None]:

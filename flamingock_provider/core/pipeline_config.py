@@ -36,6 +36,7 @@ STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
 NAME_PATTERN = r"[A-Za-z0-9._-]+"
 TABLE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 MAX_LOCK_TIMEOUT_S = 86400
+MARKERS_TABLE_PATTERN = r"(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*"
 
 
 def pipeline_settings(
@@ -187,7 +188,7 @@ def _target(name: Any, spec: Any, errors: list[str]) -> TargetConfig | None:
         errors.append(f"field 'targets.{name}': must be a mapping {{conn_id, database}}, got {describe(spec)}")
         return None
     fields = Fields(spec, errors, prefix=f"targets.{name}.")
-    fields.check_keys(("conn_id", "database", "lock_timeout_seconds"))
+    fields.check_keys(("conn_id", "database", "lock_timeout_seconds", "markers_table"))
     conn_id = fields.text("conn_id", required=True)
     database = fields.text("database")
     # SQL targets: how long one statement may queue for a table lock before it fails (SPEC §3).
@@ -195,7 +196,13 @@ def _target(name: Any, spec: Any, errors: list[str]) -> TargetConfig | None:
     if lock_timeout is not None and lock_timeout > MAX_LOCK_TIMEOUT_S:
         fields.error("lock_timeout_seconds", f"{lock_timeout!r} is more than a day; give seconds, e.g. 10")
         lock_timeout = None
-    options = {} if lock_timeout is None else {"lock_timeout_seconds": lock_timeout}
+    options: dict[str, Any] = {} if lock_timeout is None else {"lock_timeout_seconds": lock_timeout}
+    # Where a TX_SEPARATE unit's marker lives between its commit and its APPLIED entry (SPEC §8).
+    markers = fields.text("markers_table")
+    if markers is not None and not re.fullmatch(MARKERS_TABLE_PATTERN, markers):
+        fields.error("markers_table", f"{markers!r} is not a table name; use letters, digits and '_' (schema.table)")
+    elif markers is not None:
+        options["markers_table"] = markers
     return TargetConfig(name=name, conn_id=conn_id, database=database, options=options) if conn_id else None
 
 

@@ -59,6 +59,8 @@ class Decision:
         return self.action is NextAction.SKIP and not self.reconcile
 
 
+ALREADY_APPLIED = "already applied"  # the plain reason of a unit that is done: nothing more to say
+
 # What an earlier plan said, per change id: only its "nothing to do" answers are ever used.
 Hint = Mapping[str, Decision]
 
@@ -71,17 +73,76 @@ def hinted_done(units: Sequence[ChangeUnit], hint: Hint | None) -> bool:
 
 
 @dataclass(frozen=True)
+class ActionRule:
+    """What the tasks of a run may do for its ``action`` (SPEC §10): each task's state says which.
+
+    ======================  ===================  ====================  ===================
+    task                    apply                plan                  undo
+    ======================  ===================  ====================  ===================
+    lock                    success: lease       success: no lease     success: lease
+    plan                    success              success               success
+    ``<stage>.apply_*``     success / skipped    skipped               skipped
+    ``<stage>.rollback``    success on a         skipped               skipped
+                            failure, else
+                            skipped
+    undo                    skipped              skipped               success: checked
+    ``<stage>.undo``        skipped              skipped               success: rolled
+                                                                       back, else skipped
+    complete                success (asset) /    success               success / upstream
+                            upstream_failed                            _failed
+    release                 success: released    skipped: no lease     success: released
+    ======================  ===================  ====================  ===================
+
+    A failed task always means that something failed; ``complete`` fails the run after any failure,
+    even when the compensation succeeded. The lock task passes in a ``plan`` run rather than ending
+    skipped: Airflow requires the task after a setup task to run ``all_success``, so a skipped lock
+    would skip the plan task too; the release task, with no lease to release, ends skipped.
+    """
+
+    takes_lease: bool  # the lock task takes the lease (else it passes through, and release ends skipped)
+    applies: bool  # unit tasks and rollback tasks may run
+    undoes: bool  # the undo tasks may run
+    emits_asset: bool  # complete emits flamingock://<pipeline>
+    rehearses: bool = False  # the rehearse task runs (scratch targets only, SPEC §14)
+
+
+ACTION_RULES: Mapping[str, ActionRule] = {
+    "apply": ActionRule(takes_lease=True, applies=True, undoes=False, emits_asset=True),
+    "plan": ActionRule(takes_lease=False, applies=False, undoes=False, emits_asset=False),
+    "undo": ActionRule(takes_lease=True, applies=False, undoes=True, emits_asset=False),
+    # only where pipeline.yaml has rehearsal.scratch: the real pipeline's lease is not taken (the
+    # rehearsal keeps its own in a throwaway store) and nothing but the rehearse task runs
+    "rehearse": ActionRule(takes_lease=False, applies=False, undoes=False, emits_asset=False, rehearses=True),
+}
+
+
+def run_label(action: str | None, undo_to: str | None = None) -> str:
+    """Say what a run does in a few words (its note in Airflow): ``apply``, ``plan``, ``undo to 0003_x``."""
+    action = action or "apply"
+    if action == "undo":
+        return f"undo to {undo_to}" if undo_to else "undo (no undo_to: fails at once)"
+    return action
+
+
+def action_rule(action: str) -> ActionRule:
+    """Return the rule of ``action``; an unknown action is a ``KeyError`` (the trigger form offers only these)."""
+    return ACTION_RULES[action]
+
+
+@dataclass(frozen=True)
 class Skips:
     """What a run has nothing to do for: its tasks may be skipped before they start (SPEC §10).
 
     ``units``: change ids with nothing to do in this run; ``rollbacks``: stages whose rollback task
-    cannot find a failure (none of their units runs); ``undo``/``complete``/``rehearse``: those tasks are idle.
+    cannot find a failure (none of their units runs); ``undo``: the undo entry task is idle;
+    ``undo_stages``: stages whose undo task has nothing to roll back (or must not start first);
+    ``rehearse``: the rehearse task is idle (every run but a ``rehearse`` one).
     """
 
     units: frozenset[str] = frozenset()
     rollbacks: frozenset[str] = frozenset()
     undo: bool = False
-    complete: bool = False
+    undo_stages: frozenset[str] = frozenset()
     rehearse: bool = True
 
     def stage_idle(self, stage: Stage) -> bool:
@@ -90,33 +151,52 @@ class Skips:
 
 
 def run_skips(
-    stages: Sequence[Stage], decisions: Sequence[Decision], action: str, inactive: Collection[str] = ()
+    stages: Sequence[Stage],
+    decisions: Sequence[Decision],
+    action: str,
+    inactive: Collection[str] = (),
+    undo: Sequence[ChangeUnit] = (),
 ) -> Skips:
     """Decide which tasks of a run cannot do anything, from the plan made under the run's lease.
 
-    ``stages`` in run order; ``action`` is the run's (``apply``, ``plan``, ``undo``); ``inactive``
-    holds the change ids whose own or stage ``when:`` is false. A unit has work when its decision is
-    anything but "nothing to do" (apply, a reconcile to record, a blocked unit that must fail its
-    task) and it is active; a unit without a decision has work (its task decides).
+    ``stages`` in run order; ``action`` is the run's (see :class:`ActionRule`); ``inactive`` holds
+    the change ids whose own or stage ``when:`` is false; ``undo`` the units an undo run rolls back.
+    A unit has work when its decision is anything but "nothing to do" (apply, a reconcile to
+    record, a blocked unit that must fail its task) and it is active; a unit without a decision has
+    work (its task decides).
 
-    Only the idle units *before* the first unit with work are skipped: a failure must still stop
-    every later unit, and in Airflow it reaches them only through tasks that are not finished yet
-    (a task already skipped passes nothing on). Later idle units skip themselves when they start.
-    A stage's rollback task is skipped when no unit of the stage has work: it can find no failure
-    there (a unit that runs may fail, and its rollback task must then run). ``plan``, ``undo`` and
-    ``rehearse`` runs apply nothing; only a ``rehearse`` run starts the rehearse task.
+    Only the idle tasks *before* the first with work are skipped: a failure must still stop every
+    later one, and in Airflow it reaches them only through tasks that are not finished yet (a task
+    already skipped passes nothing on). Later idle tasks skip themselves when they start. Units go
+    in run order; stage undo tasks newest stage first. A stage's rollback task is skipped when no
+    unit of the stage has work: it can find no failure there. Only a ``rehearse`` run starts the
+    rehearse task.
     """
+    rule = action_rule(action)
     every = [u.id for s in stages for u in s.units]
-    if action != "apply":
-        rollbacks = frozenset(s.name for s in stages)
+    names = frozenset(s.name for s in stages)
+    undone = {u.id for u in undo}
+    busy = {s.name for s in stages if any(u.id in undone for u in s.units)}
+    skip_undo = _leading([s.name for s in reversed(stages)], busy) if rule.undoes else names
+    if not rule.applies:
         return Skips(
-            frozenset(every), rollbacks, undo=action != "undo", complete=action == "plan", rehearse=action != "rehearse"
+            frozenset(every),
+            names,
+            undo=not rule.undoes or not undo,
+            undo_stages=skip_undo,
+            rehearse=not rule.rehearses,
         )
     done = {d.unit.id for d in decisions if d.nothing_to_do}
     idle = {uid for uid in every if uid in done or uid in inactive}
-    first_work = next((i for i, uid in enumerate(every) if uid not in idle), len(every))
-    units = frozenset(every[:first_work])
-    return Skips(units, frozenset(s.name for s in stages if all(u.id in idle for u in s.units)), undo=True)
+    units = _leading(every, {uid for uid in every if uid not in idle})
+    rollbacks = frozenset(s.name for s in stages if all(u.id in idle for u in s.units))
+    return Skips(units, rollbacks, True, skip_undo, rehearse=not rule.rehearses)
+
+
+def _leading(ordered: Sequence[str], busy: Collection[str]) -> frozenset[str]:
+    """The items of ``ordered`` before the first one in ``busy`` (all of them when none is)."""
+    first = next((i for i, item in enumerate(ordered) if item in busy), len(ordered))
+    return frozenset(ordered[:first])
 
 
 def decide(
@@ -161,7 +241,7 @@ def _decide_applied(unit: ChangeUnit, latest: AuditEntry) -> Decision:
         )
         resolution = Resolution(State.MANUAL_MARKED_AS_APPLIED, accept_checksum=True)
         return Decision(unit, latest, NextAction.BLOCKED, reason, resolution)
-    return Decision(unit, latest, NextAction.SKIP, "already applied")
+    return Decision(unit, latest, NextAction.SKIP, ALREADY_APPLIED)
 
 
 def _decide_unfinished(unit: ChangeUnit, latest: AuditEntry) -> Decision:

@@ -7,7 +7,13 @@ from typing import Any, Protocol
 
 from flamingock_provider.core.model import TargetConfig
 
-MARKER_TABLE = "flamingock_markers"
+MARKER_TABLE = "flamingock_markers"  # per target `markers_table:` overrides it
+MARKER_SCHEMA = "flamingock"  # PostgreSQL: the markers live here (created if missing), not in the search_path
+
+
+def marker_table(config: TargetConfig) -> str:
+    """The name of the target's marker table (or collection): ``markers_table:``, else ``flamingock_markers``."""
+    return str(config.options.get("markers_table") or MARKER_TABLE)
 
 
 class TargetSession(Protocol):
@@ -42,6 +48,9 @@ class TargetSession(Protocol):
         """Record, inside the open transaction, that this change's apply committed (TX_SEPARATE)."""
 
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool: ...
+
+    def clear_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+        """Delete the marker once the APPLIED entry is durable: it is needed only between the two."""
 
     def close(self) -> None: ...
 

@@ -3,8 +3,14 @@
 ::
 
     lock (setup) ─► plan ─► [stage a: apply_x ─► apply_y ─► rollback] ─► [stage b: ...] ─► complete
-                      └──► undo ─────────────────────────────────────────────────────────────┘
+                      └──► undo ─► [undo_stages: b ─► a] ───────────────────────────────────────┘
     release (teardown of lock, after every stage, rollback, undo and complete)
+
+The ``undo_stages`` group holds one task per stage that rolls back that stage's share of an undo run,
+newest stage first, so the grid shows which stages an undo touched; the ``undo`` entry task checks the
+whole undo first. They sit in a group of their own: inside the stage groups, the undo chain (newest
+first) and the apply chain (oldest first) would make the groups depend on each other both ways, and
+Airflow's grid cannot draw groups in a cycle.
 
 The plan task sets ``skipped`` the tasks with nothing to do in the run before any starts (SPEC §10).
 Unit tasks run ``none_failed`` (a skipped unit does not stop the next one); a stage's ``rollback``
@@ -41,7 +47,8 @@ from flamingock_provider.operators.rollback import FlamingockRollbackOperator
 from flamingock_provider.operators.undo import FlamingockUndoOperator
 from flamingock_provider.sensors.lock import FlamingockLockSensor
 
-RESERVED_IDS = frozenset({"lock", "plan", "undo", "complete", "release", "rehearse"})
+UNDO_GROUP = "undo_stages"
+RESERVED_IDS = frozenset({"lock", "plan", "undo", "complete", "release", "rehearse", UNDO_GROUP})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -49,9 +56,10 @@ def dag_id_for(pipeline_id: str) -> str:
     return f"flamingock_{pipeline_id}"
 
 
-def trigger_params(rehearse: bool = False) -> dict[str, Param]:
+def trigger_params(change_ids: Sequence[str] = (), rehearse: bool = False) -> dict[str, Param]:
     """Return fresh trigger-form params (Airflow writes run conf into Param objects: never share them).
 
+    ``undo_to`` offers the pipeline's change ids (and none): the form refuses any other value.
     ``rehearse``: the pipeline has ``rehearsal.scratch``, so ``action`` also offers ``rehearse``.
     """
     return {
@@ -67,8 +75,10 @@ def trigger_params(rehearse: bool = False) -> dict[str, Param]:
         "undo_to": Param(
             None,
             type=["null", "string"],
+            enum=[None, *change_ids],
             title="Undo to",
-            description="undo only: the change id to roll back to (the changes after it are undone)",
+            description="only for action 'undo' (ignored otherwise): the change id to roll back to; the changes "
+            "applied after it are undone, newest first",
         ),
     }
 
@@ -122,7 +132,10 @@ def _absolute(pipeline_dir: str | os.PathLike[str], dag_file: Path | None) -> st
 def _dag_arguments(pipeline: Pipeline, overrides: dict[str, Any]) -> dict[str, Any]:
     overrides = dict(overrides)
     tags = {"flamingock", *pipeline.tags, *overrides.pop("tags", ())}
-    params = {**trigger_params(bool(pipeline.rehearsal_scratch)), **overrides.pop("params", {})}
+    params = {
+        **trigger_params([u.id for u in pipeline.units], rehearse=bool(pipeline.rehearsal_scratch)),
+        **overrides.pop("params", {}),
+    }
     arguments: dict[str, Any] = {
         "dag_id": dag_id_for(pipeline.id),
         "schedule": _schedule(pipeline.schedule),
@@ -200,13 +213,22 @@ class _PipelineTasks:
         for stage in self.pipeline.stages:
             self.stages[stage.name] = self._stage(stage, lock.task_id, plan.task_id, task_ids)
             self._wire_stage(stage, plan)
-        undo = FlamingockUndoOperator(task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id)
+        undo = FlamingockUndoOperator(
+            task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id, check_only=True
+        )
         _link([plan], undo)
+        undos = self._undo_stages(lock.task_id)
+        for before, after in pairwise([undo, *undos.values()]):
+            # after the entry task too: the newer stages' tasks the plan task skipped pass nothing on
+            _link(list(dict.fromkeys([undo, before])), after)
         complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id)
         # The plan task skips what a run cannot do (the unit tasks find it by their plan_task_id).
         plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
-        plan.undo_task_id, plan.complete_task_id = undo.task_id, complete.task_id
-        work = [*(t.last for t in self.stages.values()), *(t.rollback for t in self.stages.values()), undo]
+        plan.undo_task_id = undo.task_id
+        plan.undo_stage_task_ids = {name: task.task_id for name, task in undos.items()}
+        # Every undo task reaches complete itself: a skipped one would not pass a failure on.
+        stage_work = [*(t.last for t in self.stages.values()), *(t.rollback for t in self.stages.values())]
+        work = [*stage_work, undo, *undos.values()]
         work += self._rehearse(plan)
         _link(work, complete)
         release = FlamingockReleaseOperator(
@@ -266,6 +288,22 @@ class _PipelineTasks:
             rollback = FlamingockRollbackOperator(task_id="rollback", stage=stage.name, **common)
             _link([tasks[-1]], rollback)
         return _StageTasks(tasks[0], tasks[-1], rollback)
+
+    def _undo_stages(self, lock_id: str) -> dict[str, BaseOperator]:
+        """One undo task per stage, newest stage first, in the ``undo_stages`` group."""
+        with TaskGroup(group_id=UNDO_GROUP, tooltip="each stage's share of an undo run, newest stage first"):
+            return {
+                # none_failed: a newer stage with nothing to undo (skipped) lets this one run; a failure stops it.
+                stage.name: FlamingockUndoOperator(
+                    task_id=stage_group_id(stage),
+                    stage=stage.name,
+                    trigger_rule="none_failed",
+                    pipeline_dir=self.pipeline_dir,
+                    lock_task_id=lock_id,
+                    doc_md=f"Roll back stage `{stage.name}`'s changes in an undo run (after the newer stages').",
+                )
+                for stage in reversed(self.pipeline.stages)
+            }
 
     def _wire_stage(self, stage: Stage, plan: BaseOperator) -> None:
         """Start the stage after its dependencies (the previous stage unless stage.yaml says depends_on)."""

@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from flamingock_provider.core.audit import RunInfo
 from flamingock_provider.core.lease import Lease
+from flamingock_provider.core.plan import ACTION_RULES
 from flamingock_provider.exceptions import (
     BlockedError,
     ConfigurationError,
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
     from flamingock_provider.core.context import StringRenderer
     from flamingock_provider.core.workspace import Workspace
 
-ACTIONS = ("apply", "plan", "undo")
 REHEARSE = "rehearse"  # an action only where pipeline.yaml has rehearsal.scratch (SPEC §14)
+ACTIONS = tuple(a for a in ACTION_RULES if a != REHEARSE)  # apply, plan, undo
 # Errors a retry cannot fix: the task fails at once, with the message that says what to do.
 FATAL_ERRORS = (UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError)
 _EXECUTION_NAMESPACE = uuid.UUID("6f1c3a52-4a8e-4d0e-9a43-7d2b1f0c9e11")

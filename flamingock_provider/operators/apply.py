@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from flamingock_provider.core.engine import RunResult
 from flamingock_provider.core.model import ChangeUnit, Pipeline, Stage
-from flamingock_provider.core.plan import Decision, hinted_done
+from flamingock_provider.core.plan import Decision, action_rule, hinted_done
 from flamingock_provider.exceptions import BlockedError, UsageError
 from flamingock_provider.operators._common import (
     FlamingockTaskMixin,
@@ -77,7 +77,7 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
 
     def _execute(self, context: Context) -> dict[str, Any]:
         request = run_request(context)
-        if request.action != "apply":
+        if not action_rule(request.action).applies:
             raise AirflowSkipException(f"action is {request.action!r}: no change is applied")
         with airflow_errors(), self.hook(context).workspace() as ws:
             stage, units = self._units(ws.pipeline)

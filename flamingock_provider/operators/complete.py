@@ -1,12 +1,12 @@
-"""The last task of a pipeline run: it succeeds only after a clean apply, and then emits the asset."""
+"""The last task of a pipeline run: it succeeds only when nothing failed; after an apply it emits the asset."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator, get_parsing_context
-from airflow.sdk.exceptions import AirflowSkipException
 
+from flamingock_provider.core.plan import action_rule
 from flamingock_provider.operators._common import run_request
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def _parsed_for_another_task(task_id: str) -> bool:
 
 
 class FlamingockCompleteOperator(BaseOperator):
-    """Finish an ``apply`` run and emit ``flamingock://<pipeline>``; skip for ``plan`` and ``undo``.
+    """Finish a run that nothing failed in; an ``apply`` run emits ``flamingock://<pipeline>``.
 
     Its trigger rule ``none_failed`` makes it ``upstream_failed`` when any change or rollback task
     failed; as the run's last non-teardown task that fails the run even after a compensation that
@@ -47,7 +47,9 @@ class FlamingockCompleteOperator(BaseOperator):
             self.outlets = [pipeline_asset(pipeline_id)]
 
     def execute(self, context: Context) -> dict[str, Any]:
-        request = run_request(context)
-        if request.action != "apply":
-            raise AirflowSkipException(f"action is {request.action!r}: no asset event")
-        return {"pipeline": self.pipeline_id, "asset": f"flamingock://{self.pipeline_id}"}
+        action = run_request(context).action
+        if not action_rule(action).emits_asset:
+            self.outlets = []  # Airflow records an event for each outlet of a task that succeeds
+            self.log.info("action %r finished without a failure; no asset event (nothing was applied)", action)
+            return {"pipeline": self.pipeline_id, "action": action, "asset": None}
+        return {"pipeline": self.pipeline_id, "action": action, "asset": f"flamingock://{self.pipeline_id}"}

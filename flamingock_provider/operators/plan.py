@@ -1,9 +1,9 @@
 """The plan task: read the audit state once, hand every unit's next action on, skip what is idle.
 
-It runs after the lock task, so an ``apply`` run decides under its lease. The tasks that cannot do
-anything in this run (:meth:`Engine.skips`: units done or ``when:`` false, the rollback task of a
-stage none of whose units runs, ``undo`` outside undo runs) are set ``skipped`` through Airflow's
-``SkipMixin``, as a branch operator does, so the scheduler never starts a worker for them.
+It runs after the lock task, so an ``apply`` or ``undo`` run decides under its lease. The tasks that cannot do anything in this run
+(:meth:`Engine.skips`: units done or ``when:`` false, the rollback task of a stage none of whose units
+runs, the undo tasks outside undo runs and those of stages with nothing to undo) are set ``skipped``
+through Airflow's ``SkipMixin``, as a branch operator does, so the scheduler never starts a worker for them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, SkipMixin
 
 from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline
-from flamingock_provider.core.plan import Decision, Skips
+from flamingock_provider.core.plan import Decision, Skips, action_rule
 from flamingock_provider.core.preview import rollbacks
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
 from flamingock_provider.targets import open_target
@@ -59,7 +59,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
 
     :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
     :param rollback_task_ids: the rollback task id of each stage.
-    :param undo_task_id: the undo task; :param complete_task_id: the run's last (watcher) task.
+    :param undo_task_id: the undo entry task; :param undo_stage_task_ids: the undo task id of each stage.
     :param rehearse_task_id: the rehearse task, where the pipeline has one.
     """
 
@@ -71,7 +71,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         pipeline_dir: str | os.PathLike[str],
         rollback_task_ids: Mapping[str, str] | None = None,
         undo_task_id: str | None = None,
-        complete_task_id: str | None = None,
+        undo_stage_task_ids: Mapping[str, str] | None = None,
         rehearse_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -79,7 +79,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         self._init_pipeline(pipeline_dir)
         self.rollback_task_ids = dict(rollback_task_ids or {})
         self.undo_task_id = undo_task_id
-        self.complete_task_id = complete_task_id
+        self.undo_stage_task_ids = dict(undo_stage_task_ids or {})
         self.rehearse_task_id = rehearse_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -89,11 +89,10 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             decisions = engine.plan(engine.snapshot())
             details = plan_details(ws.pipeline, decisions, targets=open_target, renderer=self.renderer(context))
             self._log_plan(decisions, details)
-            skips = engine.skips(decisions, request.action)
-            undo: list[str] = []
-            if request.action == "undo" and request.undo_to is not None:
-                units = engine.undo_targets(to=request.undo_to)
-                undo = [u.id for u in units]
+            units = engine.undo_targets(to=request.undo_to) if action_rule(request.action).undoes else []
+            skips = engine.skips(decisions, request.action, units)
+            undo = [u.id for u in units]
+            if action_rule(request.action).undoes:
                 self.log.info("undo to %s rolls back, newest first: %s", request.undo_to, undo or "nothing")
                 latest = {d.unit.id: d.latest for d in decisions}
                 for u in units:  # what `flamingock undo --plan` shows
@@ -134,8 +133,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         idle += [task_id for stage, task_id in self.rollback_task_ids.items() if stage in skips.rollbacks]
         if skips.undo and self.undo_task_id:
             idle.append(self.undo_task_id)
-        if skips.complete and self.complete_task_id:
-            idle.append(self.complete_task_id)
+        idle += [task_id for stage, task_id in self.undo_stage_task_ids.items() if stage in skips.undo_stages]
         if skips.rehearse and self.rehearse_task_id:
             idle.append(self.rehearse_task_id)
         return idle

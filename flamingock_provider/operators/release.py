@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_owner
 
@@ -32,10 +33,9 @@ class FlamingockReleaseOperator(FlamingockTaskMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         token = self.lease_token(context, self.lock_task_id)
         if token is None:
-            self.log.info(
-                "no lease was taken by %s (action plan, or it never ran): nothing to release", self.lock_task_id
+            raise AirflowSkipException(
+                f"no lease was taken by {self.lock_task_id} (action plan, or it never ran): nothing to release"
             )
-            return {"released": False, "token": None}
         with airflow_errors(), self.hook(context).workspace() as ws:
             lease = ws.lease(run_owner(context))
             lease.token = token

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from flamingock_provider.commandline import fix_command
+from flamingock_provider.core.plan import action_rule
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
 from flamingock_provider.operators.callbacks import TaskInterrupted
 
@@ -52,7 +53,7 @@ class FlamingockRollbackOperator(FlamingockTaskMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = run_request(context)
-        if request.action != "apply":
+        if not action_rule(request.action).applies:
             raise AirflowSkipException(f"action is {request.action!r}: nothing to compensate")
         run = run_info(context)
         where = f" in stage {self.stage!r}" if self.stage else ""

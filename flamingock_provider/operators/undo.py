@@ -1,13 +1,22 @@
-"""The undo task: roll back the changes applied after ``undo_to``, newest first."""
+"""The undo tasks: roll back the changes applied after ``undo_to``, newest first.
+
+One task can do the whole undo (a hand-written DAG). The pipeline DAG splits it so that the grid
+shows what each stage did: the ``undo`` entry task checks the whole undo under the lease before
+anything changes (``check_only``), then one ``<stage>.undo`` task per stage, newest stage first,
+rolls back that stage's share (``stage``); a stage with nothing to undo ends skipped.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from flamingock_provider.core.model import ChangeUnit
+from flamingock_provider.core.plan import action_rule
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_info, run_request
 
 if TYPE_CHECKING:
@@ -22,6 +31,9 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
     :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
     :param undo_to: the change id to roll back to; default: the run's ``undo_to`` param.
     :param lock_task_id: the lock sensor whose lease this task adopts; None: take the lease itself.
+    :param stage: roll back only this stage's changes (the stages' tasks run newest stage first).
+    :param check_only: change nothing: check under the lease that the undo can be done, and say what it
+        rolls back; skipped when there is nothing to undo.
     """
 
     template_fields = ("undo_to",)
@@ -33,6 +45,8 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
         pipeline_dir: str | os.PathLike[str],
         undo_to: str | None = None,
         lock_task_id: str | None = None,
+        stage: str | None = None,
+        check_only: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
@@ -40,24 +54,37 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
         self._init_pipeline(pipeline_dir)
         self.undo_to = undo_to
         self.lock_task_id = lock_task_id
+        self.stage = stage
+        self.check_only = check_only
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = run_request(context)
-        if request.action != "undo":
+        if not action_rule(request.action).undoes:
             raise AirflowSkipException(f"action is {request.action!r}: nothing to undo")
         target = self.undo_to or request.undo_to
-        run = run_info(context)
         with (
             airflow_errors(),
             self.hook(context).workspace() as ws,
             self.run_lease(context, ws, self.lock_task_id) as lease,
         ):
-            result = ws.engine(lease=lease, run=run, renderer=self.renderer(context)).undo(to=target)
+            engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))
+            if self.check_only:
+                return self._check(engine.undo_targets(to=target), target)
+            result = engine.undo(to=target, stage=self.stage)
+        where = f" in stage {self.stage!r}" if self.stage else ""
         if result.failed:
             raise AirflowFailException(
                 f"undo stopped: rolling back {result.failed['id']!r} failed: {result.failed['error']}; "
-                f"rolled back before it: {result.done or 'nothing'}. Check the target and `flamingock status`"
+                f"rolled back before it{where}: {result.done or 'nothing'}. Check the target and `flamingock status`"
             )
         if not result.done:
-            raise AirflowSkipException(f"nothing to undo: no change applied after {target!r}")
+            raise AirflowSkipException(f"nothing to undo{where}: no change applied after {target!r}")
+        self.log.info("rolled back%s, newest first: %s", where, ", ".join(result.done))
         return result.to_json()
+
+    def _check(self, units: Sequence[ChangeUnit], target: str | None) -> dict[str, Any]:
+        if not units:
+            raise AirflowSkipException(f"nothing to undo: no change applied after {target!r}")
+        ids = [u.id for u in units]
+        self.log.info("undo to %s rolls back, newest first: %s", target, ", ".join(ids))
+        return {"undo_to": target, "rolls_back": ids}

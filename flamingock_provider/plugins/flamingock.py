@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from flamingock_provider.plugins import run_notes
 from flamingock_provider.plugins.view import URL_PREFIX, create_app
 
 # A pink "F" badge, inline so that the navigation bar needs no extra request.
@@ -23,6 +24,7 @@ class FlamingockPlugin(AirflowPlugin):
     """Add the Flamingock view to the api-server and a "Flamingock" entry to the navigation bar."""
 
     name = "flamingock"
+    listeners = [run_notes]  # each run's note says what it does (set in the scheduler as the run starts)
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Flamingock"}]
     external_views = [
         {

@@ -16,7 +16,7 @@ from typing import Any
 
 from flamingock_provider.commandline import decision_json
 from flamingock_provider.core.model import APPLIED_STATES, AuditEntry, LeaseInfo, NextAction, Pipeline
-from flamingock_provider.core.plan import Decision
+from flamingock_provider.core.plan import ALREADY_APPLIED, Decision
 from flamingock_provider.exceptions import PipelineValidationError
 from flamingock_provider.plugins.fleet_view import FleetMatrix, fleet_matrix
 
@@ -36,6 +36,17 @@ class UnitRow:
     risk: str | None = None
     reasons: tuple[str, ...] = ()
     impact: str | None = None
+    changed_at: str | None = None  # when its latest entry was written (UTC)
+    dag_id: str | None = None  # the DAG run that wrote it, if Airflow did
+    run_id: str | None = None
+    who: str | None = None  # triggered_by, and approved_by when the entry has one
+
+    @property
+    def note(self) -> str | None:
+        """The fix command, or a reason worth reading (not the plain "already applied")."""
+        if self.fix:
+            return self.fix
+        return self.reason if self.reason and self.reason != ALREADY_APPLIED else None
 
     @property
     def applied(self) -> bool:
@@ -50,12 +61,14 @@ class HistoryRow:
     action: str
     run: str
     error: str | None
+    dag_id: str | None = None
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
 class PipelineOverview:
     folder: str  # the pipeline folder's name under the changes folder
-    path: str  # the folder as the fix commands name it
+    path: str  # the folder as the fix commands name it: relative to the DAGs folder, never absolute
     pipeline_id: str
     dag_id: str
     description: str = ""
@@ -82,12 +95,19 @@ class PipelineOverview:
             "dag_id": self.dag_id,
             "description": self.description,
             "lock": self.lease,
-            "changes": [{**u.__dict__, "reasons": list(u.reasons)} for u in self.units],
+            "changes": [{**u.__dict__, "reasons": list(u.reasons), "note": u.note} for u in self.units],
             "history": [h.__dict__ for h in self.history],
             "history_total": self.history_total,
             "errors": list(self.errors),
             "fleet": self.fleet.to_json() if self.fleet else None,
         }
+
+
+def dags_folder() -> Path:
+    """Airflow's ``[core] dags_folder``: the view shows paths relative to it."""
+    from airflow.configuration import conf
+
+    return Path(conf.get("core", "dags_folder")).expanduser()
 
 
 def default_changes_root() -> Path:
@@ -97,22 +117,40 @@ def default_changes_root() -> Path:
     configured = conf.get("flamingock", "changes_folder", fallback=None)
     if configured:
         return Path(configured).expanduser()
-    return Path(conf.get("core", "dags_folder")).expanduser() / "changes"
+    return dags_folder() / "changes"
 
 
-def overview(changes_root: str | os.PathLike[str]) -> list[PipelineOverview]:
-    """Return one overview per pipeline folder under ``changes_root`` (sorted by folder name)."""
+def shown_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None) -> str:
+    """``path`` as a reader sees it: relative to ``base`` (the DAGs folder), or only its name when outside it."""
+    absolute = Path(path).resolve()
+    if base is not None:
+        try:
+            return absolute.relative_to(Path(base).resolve()).as_posix() or "."
+        except ValueError:
+            pass
+    return absolute.name
+
+
+def overview(
+    changes_root: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+) -> list[PipelineOverview]:
+    """Return one overview per pipeline folder under ``changes_root`` (sorted by folder name).
+
+    ``base``: the folder the shown paths are relative to (the DAGs folder); default ``changes_root``'s parent.
+    """
     from flamingock_provider.core.loader import discover_pipelines
 
-    return [pipeline_overview(folder) for folder in discover_pipelines(changes_root)]
+    base = Path(changes_root).parent if base is None else base
+    return [pipeline_overview(folder, base) for folder in discover_pipelines(changes_root)]
 
 
-def pipeline_overview(folder: Path) -> PipelineOverview:
+def pipeline_overview(folder: Path, base: str | os.PathLike[str] | None = None) -> PipelineOverview:
     """Read one pipeline's units, lease and history; a failure becomes the overview's errors."""
     from flamingock_provider.commands import workspace
     from flamingock_provider.dag_factory.builder import dag_id_for
 
     fallback_id = folder.name.lower().replace("-", "_")
+    shown = shown_path(folder, folder.parent if base is None else base)
     try:
         with workspace(folder) as ws:
             snapshot, holder = ws.observe()
@@ -123,19 +161,19 @@ def pipeline_overview(folder: Path) -> PipelineOverview:
         details = _details(pipeline, decisions) if fleet is None else {}
     except PipelineValidationError as err:
         errors = tuple(f"{issue.file}: {issue.message}" if issue.file else issue.message for issue in err.issues)
-        return PipelineOverview(folder.name, str(folder), fallback_id, dag_id_for(fallback_id), errors=errors)
+        return PipelineOverview(folder.name, shown, fallback_id, dag_id_for(fallback_id), errors=errors)
     except Exception as err:  # a store that cannot be read must not hide the other pipelines
         message = f"cannot read the audit store: {type(err).__name__}: {err}"
-        return PipelineOverview(folder.name, str(folder), fallback_id, dag_id_for(fallback_id), errors=(message,))
+        return PipelineOverview(folder.name, shown, fallback_id, dag_id_for(fallback_id), errors=(message,))
     return PipelineOverview(
         folder=folder.name,
-        path=str(folder),
+        path=shown,
         pipeline_id=pipeline.id,
         dag_id=dag_id_for(pipeline.id),
         description=pipeline.description or "",
         units=()
         if fleet
-        else tuple(_unit_row(decision_json(str(folder), d), details.get(d.unit.id, {})) for d in decisions),
+        else tuple(_unit_row(decision_json(shown, d), details.get(d.unit.id, {}), d.latest) for d in decisions),
         lease=_lease(holder),
         history=tuple(_history_row(e) for e in reversed(entries[-HISTORY_LIMIT:])),
         history_total=len(entries),
@@ -155,7 +193,7 @@ def _details(pipeline: Pipeline, decisions: list[Decision]) -> dict[str, dict[st
         return {}
 
 
-def _unit_row(data: dict[str, Any], details: dict[str, Any]) -> UnitRow:
+def _unit_row(data: dict[str, Any], details: dict[str, Any], latest: AuditEntry | None = None) -> UnitRow:
     return UnitRow(
         id=str(data["id"]),
         stage=str(data["stage"]),
@@ -166,7 +204,22 @@ def _unit_row(data: dict[str, Any], details: dict[str, Any]) -> UnitRow:
         risk=details.get("risk"),
         reasons=tuple(details.get("reasons", ())),
         impact=details.get("impact"),
+        changed_at=_when(latest) if latest else None,
+        dag_id=latest.dag_id if latest else None,
+        run_id=latest.run_id if latest else None,
+        who=_who(latest) if latest else None,
     )
+
+
+def _when(entry: AuditEntry) -> str:
+    return entry.created_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _who(entry: AuditEntry) -> str | None:
+    """Who caused the entry: its trigger, and the approver once approvals record one (SPEC §14)."""
+    approved_by = getattr(entry, "approved_by", None)
+    parts = [entry.triggered_by, f"approved by {approved_by}" if approved_by else None]
+    return " · ".join(p for p in parts if p) or None
 
 
 def _lease(holder: LeaseInfo | None) -> dict[str, Any] | None:
@@ -177,10 +230,12 @@ def _history_row(entry: AuditEntry) -> HistoryRow:
     run = entry.run_id or entry.triggered_by or entry.execution_id
     error = f"{entry.error.type}: {entry.error.message}" if entry.error else None
     return HistoryRow(
-        created_at=entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        created_at=_when(entry),
         change_id=entry.change_id,
         state=entry.state.value,
         action=entry.action.value,
         run=str(run),
         error=error,
+        dag_id=entry.dag_id,
+        run_id=entry.run_id,
     )

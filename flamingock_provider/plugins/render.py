@@ -49,7 +49,7 @@ PAGE = """<!doctype html>
 </style></head>
 <body>
 <h1>Flamingock</h1>
-<p class="sub">Change-as-code pipelines under <code>{{ root }}</code> · signed in as {{ user }}</p>
+<p class="sub">Change-as-code pipelines under <code>{{ root }}</code> (paths relative to the DAGs folder) · signed in as {{ user }}</p>
 {% if not pipelines %}<p>No pipeline folder under <code>{{ root }}</code>: add one (see the provider's README).</p>{% else %}
 <table data-role="summary">
  <thead><tr><th>Pipeline</th><th>Applied</th><th>To apply</th><th>Blocked</th><th>Lease</th></tr></thead>
@@ -98,17 +98,20 @@ PAGE = """<!doctype html>
  {% endfor %}
  {% if p.fleet %}{{ fleet_html(p.fleet, state_class) }}{% endif %}
  <table data-role="units">
-  <thead><tr><th>Stage</th><th>Change</th><th>State</th><th>Next action</th><th>Risk</th><th>Impact</th><th>Note</th></tr></thead>
+  <thead><tr><th>Stage</th><th>Change</th><th>State</th><th>When (UTC)</th><th>Run</th><th>Who</th><th>Next action</th><th>Risk</th><th>Impact</th><th>Note</th></tr></thead>
   <tbody>
   {% for u in p.units %}
    <tr data-unit="{{ u.id }}">
     <td>{{ u.stage }}</td><td><code>{{ u.id }}</code></td>
     <td><span class="state {{ state_class.get(u.state or '', '') }}">{{ u.state or '—' }}</span></td>
+    <td data-role="when">{{ u.changed_at or '' }}</td>
+    <td data-role="run">{% if u.dag_id and u.run_id %}<a data-nav href="../dags/{{ u.dag_id }}/runs/{{ u.run_id }}">{{ u.run_id }}</a>{% elif u.run_id %}<code>{{ u.run_id }}</code>{% endif %}</td>
+    <td data-role="who">{{ u.who or '' }}</td>
     <td class="action-{{ u.action }}">{{ u.action }}</td>
     <td data-role="risk"><span class="risk risk-{{ u.risk or 'none' }}">{{ u.risk or '' }}</span>
      {% if u.reasons and u.action == 'apply' %}<div class="sub" data-role="reasons">{{ u.reasons|join('; ') }}</div>{% endif %}</td>
     <td data-role="impact">{{ u.impact or '' }}</td>
-    <td>{% if u.fix %}<code>{{ u.fix }}</code>{% elif u.reason %}{{ u.reason }}{% endif %}</td>
+    <td data-role="note">{% if u.fix %}<code>{{ u.fix }}</code>{% elif u.note %}{{ u.note }}{% endif %}</td>
    </tr>
   {% endfor %}
   </tbody>
@@ -121,7 +124,8 @@ PAGE = """<!doctype html>
    {% for h in p.history %}
     <tr><td>{{ h.created_at }}</td><td><code>{{ h.change_id }}</code></td>
      <td><span class="state {{ state_class.get(h.state, '') }}">{{ h.state }}</span></td><td>{{ h.action }}</td>
-     <td><code>{{ h.run }}</code></td><td class="errors">{{ h.error or '' }}</td></tr>
+     <td>{% if h.dag_id and h.run_id %}<a data-nav href="../dags/{{ h.dag_id }}/runs/{{ h.run_id }}">{{ h.run }}</a>{% else %}<code>{{ h.run }}</code>{% endif %}</td>
+     <td class="errors">{{ h.error or '' }}</td></tr>
    {% endfor %}
    </tbody>
   </table>

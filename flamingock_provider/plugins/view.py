@@ -14,7 +14,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from flamingock_provider.plugins.overview import PipelineOverview, default_changes_root, overview
+from flamingock_provider.plugins.overview import (
+    PipelineOverview,
+    dags_folder,
+    default_changes_root,
+    overview,
+    shown_path,
+)
 from flamingock_provider.plugins.render import render_login_needed, render_page
 
 URL_PREFIX = "/flamingock"
@@ -43,7 +49,7 @@ def visible_pipelines(user: Any, changes_root: Path) -> list[PipelineOverview]:
         return []
     return [
         p
-        for p in overview(changes_root)
+        for p in overview(changes_root, dags_folder())
         if manager.is_authorized_dag(method="GET", user=user, details=DagDetails(id=p.dag_id))
     ]
 
@@ -55,16 +61,20 @@ def create_app(changes_root: Path | None = None) -> FastAPI:
     def root() -> Path:
         return changes_root or default_changes_root()
 
+    def shown_root(folder: Path) -> str:
+        return shown_path(folder, dags_folder())
+
     @app.get("/", response_class=HTMLResponse)
     def page(user: User) -> HTMLResponse:
         folder = root()
-        html = render_page(visible_pipelines(user, folder), root=str(folder), user=user.get_name())
+        html = render_page(visible_pipelines(user, folder), root=shown_root(folder), user=user.get_name())
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/pipelines")
     def pipelines(user: User) -> dict[str, Any]:
         folder = root()
-        return {"changes_folder": str(folder), "pipelines": [p.to_json() for p in visible_pipelines(user, folder)]}
+        shown = [p.to_json() for p in visible_pipelines(user, folder)]
+        return {"changes_folder": shown_root(folder), "pipelines": shown}
 
     @app.exception_handler(HTTPException)
     async def auth_failed(request: Request, exc: HTTPException) -> Response:

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from flamingock_provider.core.model import LockConfig, LockMode
 from flamingock_provider.core.pipeline_cache import cached_pipeline
+from flamingock_provider.core.plan import action_rule
 from flamingock_provider.exceptions import LockTimeoutError
 from flamingock_provider.metrics import lease_acquired
 from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, run_owner, run_request
@@ -37,7 +38,7 @@ def sensor_mode(mode: LockMode | str) -> str:
 class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
     """Take a pipeline's lease for this DAG run (owner ``<dag_id>/<run_id>``); hand the token on.
 
-    With the run's ``action`` = ``plan`` it succeeds at once without taking the lease; with
+    With the run's ``action`` = ``plan`` it passes at once without taking the lease; with
     ``undo`` and no ``undo_to`` it fails at once. After ``wait_timeout_seconds`` it fails with a
     message naming the holder and its expiry.
 
@@ -70,6 +71,12 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         self._validate_input_values()
 
     def execute(self, context: Context) -> Any:
+        action = run_request(context).action  # fails at once on an undo without undo_to
+        if not action_rule(action).takes_lease:
+            # Passes through (SPEC §10): Airflow requires a setup's next task to run all_success, so a
+            # skipped lock would skip the plan task too. The release task ends skipped instead.
+            self.log.info("action %r changes nothing: no lease taken", action)
+            return None
         if self.requested_mode == LockMode.DEFERRABLE.value:
             return self._take_or_defer(context, started_at=time.time())
         try:
@@ -95,7 +102,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         trigger = FlamingockLockTrigger.for_pipeline(
             pipeline.audit,
             pipeline.lock,
-            key=pipeline.id,
+            key=pipeline.audit_key,
             owner=run_owner(context),
             started_at=started_at,
             timeout=float(self.timeout),
@@ -105,10 +112,6 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining + 60))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        action = run_request(context).action
-        if action in ("plan", "rehearse"):  # a rehearsal runs on scratch targets with a lease of its own
-            self.log.info("action %r: no lease taken", action)
-            return PokeReturnValue(is_done=True, xcom_value=None)
         with airflow_errors(), self.hook(context).workspace() as ws:
             lease = ws.lease(run_owner(context))
             info = lease.try_acquire()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flamingock_provider.core.lease import Fence
 from flamingock_provider.core.model import TargetConfig
-from flamingock_provider.core.targets import MARKER_TABLE
+from flamingock_provider.core.targets import marker_table
 from flamingock_provider.exceptions import ConfigurationError, LeaseLostError, StoreError
 
 if TYPE_CHECKING:
@@ -299,12 +299,12 @@ class AwsTargetSession:
     # -- TX_SEPARATE marker -----------------------------------------------------------------
 
     def write_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
-        client = self.client("dynamodb")
-        ensure_table(client, MARKER_TABLE, KeyAttr("pipeline", "S"), KeyAttr("marker", "S"))
+        client, table = self.client("dynamodb"), marker_table(self.config)
+        ensure_table(client, table, KeyAttr("pipeline", "S"), KeyAttr("marker", "S"))
         marker = f"{change_id}#{execution_id}"
         item = {"pipeline": {"S": pipeline}, "marker": {"S": marker}, "created_at": {"N": str(time.time())}}
-        action = {"Put": {"TableName": MARKER_TABLE, "Item": item}}
-        self.transact([WriteAction(action, f"{MARKER_TABLE}/{pipeline}/{marker}", f"marker {marker}")])
+        action = {"Put": {"TableName": table, "Item": item}}
+        self.transact([WriteAction(action, f"{table}/{pipeline}/{marker}", f"marker {marker}")])
 
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool:
         client = self.client("dynamodb")
@@ -312,13 +312,18 @@ class AwsTargetSession:
         try:
             reply = dynamodb_call(
                 "read a marker",
-                lambda: client.get_item(TableName=MARKER_TABLE, Key=key, ConsistentRead=True),
+                lambda: client.get_item(TableName=marker_table(self.config), Key=key, ConsistentRead=True),
             )
         except StoreError as err:
             if "ResourceNotFoundException" in str(err):
                 return False
             raise
         return "Item" in reply
+
+    def clear_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+        client = self.client("dynamodb")
+        key = {"pipeline": {"S": pipeline}, "marker": {"S": f"{change_id}#{execution_id}"}}
+        dynamodb_call("delete a marker", lambda: client.delete_item(TableName=marker_table(self.config), Key=key))
 
     def close(self) -> None:
         self._tx = None

@@ -123,6 +123,9 @@ class HttpTargetSession:
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool:
         return False
 
+    def clear_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+        """No marker was ever written."""
+
     def close(self) -> None:
         self._hook = None
 

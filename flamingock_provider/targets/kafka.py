@@ -168,6 +168,9 @@ class KafkaTargetSession:
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool:
         return False
 
+    def clear_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+        """No marker was ever written."""
+
     def close(self) -> None:
         """Deliver what a Python unit produced and did not flush; warn about what could not be sent."""
         producer = self.clients.built("producer")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote_plus, urlunsplit
 
 from flamingock_provider.core.model import TargetConfig
-from flamingock_provider.core.targets import MARKER_TABLE
+from flamingock_provider.core.targets import marker_table
 from flamingock_provider.exceptions import ConfigurationError, StoreError
 from flamingock_provider.targets.connections import EnvConnection
 
@@ -208,11 +208,15 @@ class MongoTargetSession:
             "execution_id": execution_id,
             "created_at": datetime.now(timezone.utc),
         }
-        self.native[MARKER_TABLE].insert_one(marker, session=self.session)
+        self.native[marker_table(self.config)].insert_one(marker, session=self.session)
 
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool:
         query = {"pipeline": pipeline, "change_id": change_id, "execution_id": execution_id}
-        return self.native[MARKER_TABLE].find_one(query, {"_id": 1}) is not None
+        return self.native[marker_table(self.config)].find_one(query, {"_id": 1}) is not None
+
+    def clear_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+        query = {"pipeline": pipeline, "change_id": change_id, "execution_id": execution_id}
+        self.native[marker_table(self.config)].delete_many(query)
 
     def close(self) -> None:
         self.rollback()

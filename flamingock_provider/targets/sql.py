@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 from flamingock_provider.core.model import TargetConfig
-from flamingock_provider.core.targets import MARKER_TABLE
+from flamingock_provider.core.targets import MARKER_SCHEMA, marker_table
 from flamingock_provider.exceptions import ConfigurationError, StatementError, TableLockTimeoutError
 from flamingock_provider.targets.sql_connect import connection_lost, driver_message
 
@@ -165,9 +165,17 @@ class DbApiTargetSession:
             whole = max(1, round(seconds))
             self._run(f"SET SESSION lock_wait_timeout = {whole}, innodb_lock_wait_timeout = {whole}")
 
+    @cached_property
+    def marker_table(self) -> str:
+        """The marker table's qualified name; on PostgreSQL in the ``flamingock`` schema unless one is named."""
+        name = marker_table(self.config)
+        return f"{MARKER_SCHEMA}.{name}" if self.dialect == "postgres" and "." not in name else name
+
     def _ensure_marker_table(self) -> None:
+        if self.dialect == "postgres" and "." in self.marker_table:
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {self.marker_table.split('.')[0]}")
         self._run(
-            f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (pipeline VARCHAR(200) NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS {self.marker_table} (pipeline VARCHAR(200) NOT NULL, "
             "change_id VARCHAR(200) NOT NULL, execution_id VARCHAR(64) NOT NULL)"
         )
 
@@ -176,16 +184,26 @@ class DbApiTargetSession:
             self._ensure_marker_table()
         p = _placeholder(self.native)
         self._run(
-            f"INSERT INTO {MARKER_TABLE} (pipeline, change_id, execution_id) VALUES ({p}, {p}, {p})",
+            f"INSERT INTO {self.marker_table} (pipeline, change_id, execution_id) VALUES ({p}, {p}, {p})",
             (pipeline, change_id, execution_id),
         )
+
+    def clear_marker(self, pipeline: str, change_id: str, execution_id: str) -> None:
+        """Delete the marker (outside any transaction: SQLite, PostgreSQL and MySQL commit it at once)."""
+        p = _placeholder(self.native)
+        self._run(
+            f"DELETE FROM {self.marker_table} WHERE pipeline = {p} AND change_id = {p} AND execution_id = {p}",
+            (pipeline, change_id, execution_id),
+        )
+        if not self._explicit:
+            self.native.commit()
 
     def has_marker(self, pipeline: str, change_id: str, execution_id: str) -> bool:
         p = _placeholder(self.native)
         cursor = self.native.cursor()
         try:
             cursor.execute(
-                f"SELECT 1 FROM {MARKER_TABLE} WHERE pipeline = {p} AND change_id = {p} AND execution_id = {p}",
+                f"SELECT 1 FROM {self.marker_table} WHERE pipeline = {p} AND change_id = {p} AND execution_id = {p}",
                 (pipeline, change_id, execution_id),
             )
             return cursor.fetchone() is not None

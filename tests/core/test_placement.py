@@ -30,7 +30,9 @@ def pipeline_at(root: Path, pipeline_yaml: str) -> Path:
 
 
 def test_executor_names_read_lists_aliases_and_module_paths() -> None:
-    setting = "LocalExecutor, fast:my.module.FastExecutor,airflow.providers.celery.executors.celery_executor.CeleryExecutor"
+    setting = (
+        "LocalExecutor, fast:my.module.FastExecutor,airflow.providers.celery.executors.celery_executor.CeleryExecutor"
+    )
     assert executor_names(setting) == ("LocalExecutor", "FastExecutor", "CeleryExecutor")
 
 
@@ -55,5 +57,7 @@ def test_the_embedded_store_serves_a_local_executor(tmp_path: Path, setting: str
 
 
 def test_a_shared_audit_store_serves_a_distributed_executor(tmp_path: Path) -> None:
-    folder = pipeline_at(tmp_path, "audit: {conn_id: flamingock_audit}\ntargets:\n  warehouse: {conn_id: warehouse_db}\n")
+    folder = pipeline_at(
+        tmp_path, "audit: {conn_id: flamingock_audit}\ntargets:\n  warehouse: {conn_id: warehouse_db}\n"
+    )
     check_audit_placement(load_pipeline(folder), "CeleryExecutor")

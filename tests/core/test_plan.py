@@ -21,7 +21,16 @@ from flamingock_provider.core.model import (
     TxStrategy,
     UnitKind,
 )
-from flamingock_provider.core.plan import Decision, decide, first_blocked, hinted_done, plan_pipeline, run_skips
+from flamingock_provider.core.plan import (
+    ACTION_RULES,
+    Decision,
+    action_rule,
+    decide,
+    first_blocked,
+    hinted_done,
+    plan_pipeline,
+    run_skips,
+)
 
 
 def unit(
@@ -193,7 +202,7 @@ def test_run_skips_skips_the_idle_units_before_the_first_with_work_and_idle_stag
     skips = run_skips(stages, _decided(stages, c=NextAction.APPLY, e=NextAction.BLOCKED), "apply")
     assert skips.units == {"a", "b"}  # d is idle but after c, which may fail: its task must pass that on
     assert skips.rollbacks == {"schema"}  # data and more run a unit (e is blocked: its task must fail)
-    assert skips.undo and not skips.complete
+    assert skips.undo and skips.undo_stages == {"schema", "data", "more"}  # an apply run undoes nothing
     assert skips.stage_idle(stages[0]) and not skips.stage_idle(stages[2])
     nothing = run_skips(stages, _decided(stages), "apply")
     assert nothing.units == {"a", "b", "c", "d", "e"} and nothing.rollbacks == {"schema", "data", "more"}
@@ -209,9 +218,28 @@ def test_run_skips_treats_when_false_as_idle_and_a_reconcile_or_an_undecided_uni
     assert everything.units == {"a", "b", "c"} and everything.rollbacks == {"schema"}
 
 
-@pytest.mark.parametrize(("action", "undo", "complete"), [("plan", True, True), ("undo", False, False)])
-def test_run_skips_in_plan_and_undo_runs_skips_every_unit_and_rollback(action: str, undo: bool, complete: bool) -> None:
+def test_run_skips_in_a_plan_run_skips_every_unit_rollback_and_undo_task() -> None:
     stages = _stages(schema=["a"], data=["b"])
-    skips = run_skips(stages, _decided(stages, a=NextAction.APPLY), action)
+    skips = run_skips(stages, _decided(stages, a=NextAction.APPLY), "plan", undo=[stages[1].units[0]])
     assert skips.units == {"a", "b"} and skips.rollbacks == {"schema", "data"}
-    assert (skips.undo, skips.complete) == (undo, complete)
+    assert skips.undo and skips.undo_stages == {"schema", "data"}
+
+
+def test_run_skips_in_an_undo_run_skips_the_stage_undo_tasks_before_the_newest_stage_with_work() -> None:
+    stages = _stages(schema=["a", "b"], data=["c"], more=["d"], late=["e"])
+    c, b = stages[1].units[0], stages[0].units[1]
+    skips = run_skips(stages, _decided(stages, a=NextAction.APPLY), "undo", undo=[c, b])
+    assert skips.units == {"a", "b", "c", "d", "e"} and skips.rollbacks == {"schema", "data", "more", "late"}
+    assert not skips.undo  # the entry task checks the undo under the lease
+    assert skips.undo_stages == {"late", "more"}  # newest first, up to data; schema has work too
+    nothing = run_skips(stages, _decided(stages), "undo", undo=[])
+    assert nothing.undo and nothing.undo_stages == {"schema", "data", "more", "late"}
+
+
+def test_every_action_has_one_rule_for_the_lease_the_work_and_the_asset() -> None:
+    assert set(ACTION_RULES) == {"apply", "plan", "undo"}
+    assert [action_rule(a).takes_lease for a in ("apply", "plan", "undo")] == [True, False, True]
+    assert [(r.applies, r.undoes) for r in ACTION_RULES.values()] == [(True, False), (False, False), (False, True)]
+    assert [a for a, r in ACTION_RULES.items() if r.emits_asset] == ["apply"]
+    with pytest.raises(KeyError):
+        action_rule("apply_all")

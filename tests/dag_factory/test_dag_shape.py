@@ -52,11 +52,28 @@ def test_groups_order_setup_and_teardown(tmp_path: Path) -> None:
         "schema.apply_b_v2",
         "schema.rollback",
     ]
+    # in a group of their own, newest stage first (inside the stage groups they would make a group cycle)
+    undo_group = dag.task_group.children["undo_stages"]
+    assert [t.task_id for t in undo_group] == ["undo_stages.report", "undo_stages.data", "undo_stages.schema"]
+    dag.task_group.topological_sort()  # the grid draws groups in this order: no cycle between groups
     assert upstream(dag, "plan") == {"lock"}
     assert upstream(dag, "schema.apply_a") == {"plan"}
     assert upstream(dag, "schema.apply_b_v2") == {"schema.apply_a"}
     assert upstream(dag, "data.apply_c") == {"schema.apply_b_v2"}
     assert upstream(dag, "schema.rollback") == {"schema.apply_b_v2"}
+    # undo: the entry task checks, then each stage's undo task, newest stage first
+    assert upstream(dag, "undo") == {"plan"} and upstream(dag, "undo_stages.report") == {"undo"}
+    assert upstream(dag, "undo_stages.data") == {"undo", "undo_stages.report"} and upstream(
+        dag, "undo_stages.schema"
+    ) == {
+        "undo",
+        "undo_stages.data",
+    }
+    assert {"undo", "undo_stages.report", "undo_stages.data", "undo_stages.schema"} <= upstream(dag, "complete")
+    assert (
+        dag.get_task("undo_stages.data").trigger_rule == "none_failed"
+        and dag.get_task("undo_stages.data").stage == "data"
+    )
     lock, release = dag.get_task("lock"), dag.get_task("release")
     assert lock.is_setup and release.is_teardown and "lock" in release.upstream_task_ids
     assert {"complete", "undo", "schema.rollback", "report.apply_d"} <= upstream(dag, "release")
@@ -153,3 +170,19 @@ def test_importing_the_package_core_and_cli_never_imports_airflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_trigger_form_offers_the_change_ids_for_undo_to_and_refuses_others(tmp_path: Path) -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = build_dag(pipeline(tmp_path, THREE_STAGES))
+    undo_to = dag.params.get_param("undo_to")
+    assert undo_to.schema["enum"] == [None, "a", "b.v2", "c", "d"] and undo_to.schema["type"] == ["null", "string"]
+    assert "only for action 'undo'" in str(undo_to.description)
+    assert undo_to.resolve("b.v2") == "b.v2" and undo_to.resolve(None) is None
+    with pytest.raises(ParamValidationError):
+        undo_to.resolve("b_v2")  # a typo: refused by the form, not by a failed run
+    form = ParamsDict(dag.params.dump())
+    form.update({"action": "undo", "undo_to": "c"})
+    assert form.validate() == {"action": "undo", "undo_to": "c"}

@@ -129,15 +129,20 @@ def test_plan_changes_nothing_and_undo_rolls_back_newest_first(changes: Path, sq
     dag = load_dag("flamingock_runundo")
     assert run_dag(dag).state == "success"
     entries = len(history(folder))
+    events = asset_events("flamingock://runundo/")
+    assert events == 1
 
     plan = run_dag(dag, action="plan")
     assert plan.state == "success" and plan.tasks["plan"] == "success" and plan.tasks["lock"] == "success"
-    assert plan.states("schema.apply_a", "data.apply_c", "undo", "complete") == ["skipped"] * 4
+    assert plan.states("schema.apply_a", "data.apply_c", "undo", "undo_stages.data") == ["skipped"] * 4
+    assert plan.states("complete", "release") == ["success", "skipped"]  # no lease taken, none released
     assert len(history(folder)) == entries
 
     undo = run_dag(dag, action="undo", undo_to="a")
-    assert undo.state == "success" and undo.tasks["undo"] == "success"
-    assert undo.states("schema.apply_a", "schema.apply_b", "complete") == ["skipped"] * 3
+    assert undo.state == "success" and undo.states("undo", "undo_stages.data", "undo_stages.schema") == ["success"] * 3
+    assert undo.states("schema.apply_a", "schema.apply_b", "schema.rollback") == ["skipped"] * 3
+    assert undo.states("complete", "release") == ["success", "success"]
+    assert asset_events("flamingock://runundo/") == events  # only an apply emits the asset
     rolled = [(cid, state) for cid, state, action in history(folder)[entries:] if action == "undo"]
     assert [cid for cid, state in rolled if state == "ROLLED_BACK"] == ["c", "b"]  # newest first
     assert latest(folder) == {"a": "APPLIED", "b": "ROLLED_BACK", "c": "ROLLED_BACK"}

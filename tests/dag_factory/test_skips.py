@@ -16,6 +16,7 @@ from tests.conftest import WAREHOUSE_PIPELINE, sql_unit
 from tests.fixtures.airflow_dags import Run, load_dag, make_pipeline, run_dag
 
 BOOKKEEPING = {"lock", "plan", "complete", "release"}
+UNDO = {"undo", "undo_stages.schema", "undo_stages.data"}
 UNITS = {
     "01_schema/0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)", "DROP TABLE a"),
     "01_schema/0002_b.yaml": sql_unit("b", "CREATE TABLE b (x INT)", "DROP TABLE b"),
@@ -37,7 +38,7 @@ def test_a_rerun_with_nothing_to_do_starts_only_the_bookkeeping_tasks(changes: P
     first = run_dag(dag)
     assert first.state == "success", first.tasks
     assert first.started == BOOKKEEPING | {"schema.apply_a", "schema.apply_b", "data.apply_c"}
-    assert skipped_unstarted(first) == {"schema.rollback", "data.rollback", "undo"}  # undo: by the plan task
+    assert skipped_unstarted(first) == {"schema.rollback", "data.rollback", *UNDO}  # undo: by the plan task
 
     entries = len(commands.history(folder)["entries"])
     second = run_dag(dag)
@@ -66,7 +67,8 @@ def test_a_partial_rerun_starts_the_new_units_and_the_idle_units_after_the_first
         "data.apply_c",
         "data.rollback",
         "late.rollback",  # by the scheduler: z succeeded
-        "undo",
+        *UNDO,
+        "undo_stages.late",
     }
 
     (folder / "01_schema" / "0004_n.yaml").write_text(sql_unit("n", "CREATE TABLE n (x INT)", "DROP TABLE n"))
@@ -141,7 +143,9 @@ def test_a_failure_still_stops_later_units_and_runs_its_rollback_and_clean_up(
         "release",
     }
     assert {"schema.apply_a", "schema.apply_b", "data.rollback", "cleanup.rollback", "more.rollback"} == (
-        skipped_unstarted(run) - {"tidy.rollback", "undo"}
+        skipped_unstarted(run)
+        - {"tidy.rollback", "undo"}
+        - {f"undo_stages.{s}" for s in ("schema", "data", "cleanup", "tidy", "more")}
     )
     assert latest(folder)["x"] == "FAILED"
 
@@ -155,10 +159,13 @@ def test_plan_and_undo_runs_start_no_unit_or_rollback_task(changes: Path, sqlite
     assert run.state == "success", run.tasks
     work = {"schema.apply_a", "schema.apply_b", "data.apply_c", "schema.rollback", "data.rollback"}
     if action == "plan":
-        assert run.started == {"lock", "plan", "release"}  # lock passes through; complete has no asset to emit
-        assert skipped_unstarted(run) == work | {"undo", "complete"}
-    else:
-        assert run.started == BOOKKEEPING | {"undo"} and run.tasks["undo"] == "success"
+        # lock passes through without a lease; release has none to release; complete: nothing failed
+        assert run.started == {"lock", "plan", "complete", "release"}
+        assert run.states("lock", "plan", "complete", "release") == ["success", "success", "success", "skipped"]
+        assert skipped_unstarted(run) == work | UNDO
+    else:  # the newest stage's undo task rolls c back, then the schema's rolls back b
+        assert run.started == BOOKKEEPING | UNDO and run.states(*BOOKKEEPING) == ["success"] * 4
+        assert run.states(*sorted(UNDO)) == ["success"] * 3
         assert skipped_unstarted(run) == work
 
 
@@ -168,7 +175,7 @@ def test_task_per_stage_skips_each_stage_with_nothing_to_do(changes: Path, sqlit
     assert run_dag(dag).state == "success"
     noop = run_dag(dag)
     assert noop.state == "success" and noop.started == BOOKKEEPING
-    assert skipped_unstarted(noop) == {"schema.apply", "schema.rollback", "data.apply", "data.rollback", "undo"}
+    assert skipped_unstarted(noop) == {"schema.apply", "schema.rollback", "data.apply", "data.rollback", *UNDO}
 
     (folder / "02_data" / "0004_d.yaml").write_text(sql_unit("d", "CREATE TABLE d (x INT)", "DROP TABLE d"))
     partial = run_dag(load_dag("flamingock_skipstage"))

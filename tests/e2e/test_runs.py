@@ -70,12 +70,13 @@ def test_apply_plan_and_undo_from_the_trigger_form_conf(airflow_server: AirflowS
     tasks = airflow.task_states(dag_id, run_id)
     assert state == "success", tasks
     assert [tasks[t] for t in units] == ["skipped"] * 3
+    assert (tasks["lock"], tasks["complete"], tasks["release"]) == ("success", "success", "skipped")  # no lease
     assert len(commands.history(folder)["entries"]) == len(entries)  # plan writes nothing
 
     run_id, state = airflow.run_pipeline(dag_id, {"action": "undo", "undo_to": "create-orders"})
     tasks = airflow.task_states(dag_id, run_id)
     assert state == "success", tasks
-    assert tasks["undo"] == "success"
+    assert tasks["undo"] == tasks["undo_stages.data"] == tasks["undo_stages.schema"] == "success"  # each stage's share
     assert latest_states(folder) == {
         "create-orders": "APPLIED",
         "orders-index": "ROLLED_BACK",
@@ -137,4 +138,6 @@ def test_a_rerun_with_nothing_to_do_starts_no_unit_task(airflow_server: AirflowS
         "data.apply_seed-orders": "skipped",
         "data.rollback": "skipped",
         "undo": "skipped",
+        "undo_stages.schema": "skipped",
+        "undo_stages.data": "skipped",
     }

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from flamingock_provider.plugins.overview import PipelineOverview, overview
 from flamingock_provider.plugins.render import render_page
 from flamingock_provider.stores.sqlite import SqliteStore
 from tests.conftest import REPO, sql_unit, write_tree
-from tests.e2e.harness import AirflowClient, AirflowServer
+from tests.e2e.harness import AirflowClient, AirflowServer, wait_until
 from tests.e2e.pipelines import pipeline_yaml
 from tests.e2e.test_runs import deploy
 
@@ -63,7 +64,7 @@ def view_pipeline(airflow_server: AirflowServer, session_client: AirflowClient) 
         assert state == "failed", session_client.task_states(dag_id, run_id)
         seed = folder / "01_schema" / "0002_seed_items.yaml"
         seed.write_text(seed.read_text() + "description: edited after it was applied\n")
-        fix = f"flamingock fix {folder} seed-items --as applied --accept-checksum"
+        fix = "flamingock fix changes/e2e_view seed-items --as applied --accept-checksum"  # relative to dags/
         store = SqliteStore(embedded_store_path())
         held = store.acquire("e2e_view", HOLDER, 900)
         assert held is not None
@@ -72,6 +73,13 @@ def view_pipeline(airflow_server: AirflowServer, session_client: AirflowClient) 
         finally:
             store.release("e2e_view", HOLDER, held.token)
             store.close()
+
+
+def browser_api() -> Any:
+    """Playwright's sync API over Debian's chromium; the test is skipped when either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/system_deps.sh) to run the browser test")
+    return pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed")
 
 
 def test_the_plugin_is_registered_with_a_navigation_entry(airflow: AirflowClient) -> None:
@@ -97,7 +105,8 @@ def test_the_view_reports_states_drift_and_the_lease(
     airflow_server: AirflowServer, airflow: AirflowClient, view_pipeline: ViewPipeline
 ) -> None:
     data = airflow.get("/flamingock/api/pipelines")
-    assert data["changes_folder"] == str(airflow_server.changes)
+    assert data["changes_folder"] == "changes"  # relative to the DAGs folder: never the server's path
+    assert str(airflow_server.root) not in str(data)
     view = next(p for p in data["pipelines"] if p["pipeline"] == "e2e_view")
     changes = {c["id"]: (c["state"], c["action"], c["fix"]) for c in view["changes"]}
     assert changes == {
@@ -113,9 +122,7 @@ def test_the_view_reports_states_drift_and_the_lease(
 def test_the_view_in_headless_chromium(
     airflow_server: AirflowServer, airflow: AirflowClient, view_pipeline: ViewPipeline, tmp_path: Path
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/system_deps.sh) to run the browser test")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed")
+    sync_api = browser_api()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -134,6 +141,12 @@ def test_the_view_in_headless_chromium(
             assert "APPLIED" in rows.nth(0).inner_text() and "skip" in rows.nth(0).inner_text()
             assert "blocked" in rows.nth(1).inner_text()
             assert "FAILED" in rows.nth(2).inner_text()
+            header = section.locator("table[data-role=units] thead").inner_text().split("\t")
+            assert header[:6] == ["STAGE", "CHANGE", "STATE", "WHEN (UTC)", "RUN", "WHO"], header
+            run_link = rows.nth(0).locator("[data-role=run] a")
+            assert run_link.get_attribute("href") == f"../dags/{view_pipeline.dag_id}/runs/{view_pipeline.run_id}"
+            assert rows.nth(0).locator("[data-role=who]").inner_text().startswith("airflow:")
+            assert rows.nth(0).locator("[data-role=note]").inner_text() == ""  # applied: nothing to say
             assert section.locator("[data-role=blocked] [data-role=fix]").inner_text() == view_pipeline.fix
             assert HOLDER in section.locator("[data-role=lease]").inner_text()
             assert "no_such_prices" in section.locator("table[data-role=history]").inner_text()
@@ -181,3 +194,117 @@ def test_the_page_escapes_what_it_shows() -> None:
     html = render_page([shown], root="/dags/changes", user="<b>eve</b>")
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
     assert "<b>eve</b>" not in html
+
+
+GRID_UNITS = {
+    "01_schema/0001_a.yaml": sql_unit(
+        "grid-a", "CREATE TABLE e2e_grid_a_{mode} (x INT)", "DROP TABLE e2e_grid_a_{mode}"
+    ),
+    "01_schema/0002_b.yaml": sql_unit(
+        "grid-b", "CREATE TABLE e2e_grid_b_{mode} (x INT)", "DROP TABLE e2e_grid_b_{mode}"
+    ),
+    "02_data/0003_c.yaml": sql_unit("grid-c", "CREATE TABLE e2e_grid_c_{mode} (x INT)", "DROP TABLE e2e_grid_c_{mode}"),
+}
+UNIT_TASKS = {
+    "task_per_unit": ["schema.apply_grid-a", "schema.apply_grid-b", "data.apply_grid-c"],
+    "task_per_stage": ["schema.apply", "data.apply"],
+}
+
+
+def grid_pipeline(server: AirflowServer, client: AirflowClient, mode: str) -> str:
+    files = {path: text.replace("{mode}", mode) for path, text in GRID_UNITS.items()}
+    dag_id, _ = deploy(
+        server, client, f"e2e_grid_{mode}", {"pipeline.yaml": pipeline_yaml(extra=f"run_mode: {mode}\n"), **files}
+    )
+    return dag_id
+
+
+def trigger_in_the_form(page: Any, url: str, action: str, undo_to: str | None) -> None:
+    """Open the DAG's trigger form, pick ``action`` (and ``undo_to``) from their lists, trigger."""
+    page.goto(url)
+    page.get_by_role("button", name="Trigger").first.click()
+    page.locator("#element_action").click()
+    page.get_by_role("option", name=action, exact=True).click()
+    if undo_to is not None:
+        page.locator("#element_undo_to").click()
+        page.get_by_role("option", name=undo_to, exact=True).click()
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+
+
+@pytest.mark.parametrize("mode", ["task_per_unit", "task_per_stage"])
+def test_the_grid_tells_what_each_run_did_to_each_unit(
+    airflow_server: AirflowServer, airflow: AirflowClient, tmp_path: Path, mode: str
+) -> None:
+    sync_api = browser_api()
+    dag_id = grid_pipeline(airflow_server, airflow, mode)
+    units = UNIT_TASKS[mode]
+    apply_id, state = airflow.run_pipeline(dag_id, {"action": "apply", "undo_to": None})
+    assert state == "success"
+    applied = airflow.task_states(dag_id, apply_id)
+    assert [applied[t] for t in units] == ["success"] * len(units)
+    assert [applied[t] for t in ("lock", "plan", "complete", "release")] == ["success"] * 4
+    assert {
+        applied[t] for t in ("undo", "undo_stages.schema", "undo_stages.data", "schema.rollback", "data.rollback")
+    } == {"skipped"}
+
+    rerun_id, state = airflow.run_pipeline(dag_id, {"action": "apply", "undo_to": None})
+    rerun = airflow.task_states(dag_id, rerun_id)
+    assert state == "success" and [rerun[t] for t in units] == ["skipped"] * len(units)  # nothing to do
+
+    plan_id, state = airflow.run_pipeline(dag_id, {"action": "plan", "undo_to": None})
+    planned = airflow.task_states(dag_id, plan_id)
+    assert state == "success" and [planned[t] for t in units] == ["skipped"] * len(units)
+    assert (planned["plan"], planned["complete"], planned["release"]) == ("success", "success", "skipped")
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(airflow_server.url + f"/dags/{dag_id}")
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(airflow_server.admin_password())
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"**/dags/{dag_id}**", timeout=30_000)
+
+            # The form offers only the pipeline's change ids: a typo finds no option to pick.
+            page.get_by_role("button", name="Trigger").first.click()
+            page.locator("#element_undo_to").click()
+            offered = page.get_by_role("option").all_inner_texts()
+            assert {"grid-a", "grid-b", "grid-c"} <= set(offered), offered
+            page.keyboard.type("grid-x")
+            assert page.get_by_role("option", name="grid-x").count() == 0
+            page.keyboard.press("Escape")
+            page.keyboard.press("Escape")
+
+            trigger_in_the_form(page, airflow_server.url + f"/dags/{dag_id}", "undo", "grid-a")
+            undo_id = wait_until(
+                lambda: next(
+                    (r["dag_run_id"] for r in runs(airflow, dag_id) if r["conf"].get("action") == "undo"), None
+                ),
+                60,
+                "the undo run triggered from the form",
+            )
+            assert airflow.wait_for_run(dag_id, undo_id) == "success"
+            undone = airflow.task_states(dag_id, undo_id)
+            assert (undone["undo"], undone["undo_stages.data"], undone["undo_stages.schema"]) == (
+                "success",
+            ) * 3  # c, then b
+            assert [undone[t] for t in units] == ["skipped"] * len(units)
+            assert (undone["complete"], undone["release"]) == ("success", "success")
+
+            notes = {r["dag_run_id"]: r["note"] for r in runs(airflow, dag_id)}
+            assert (notes[apply_id], notes[plan_id], notes[undo_id]) == ("apply", "plan", "undo to grid-a")
+
+            page.goto(airflow_server.url + f"/dags/{dag_id}/runs/{undo_id}")
+            page.get_by_text("undo to grid-a").first.wait_for(timeout=30_000)  # the run's note, in the UI
+            page.wait_for_timeout(1500)
+            shot = tmp_path / f"grid_undo_{mode}.png"
+            page.screenshot(path=str(shot))
+            if os.environ.get("FLAMINGOCK_UPDATE_DOCS") and mode == "task_per_unit":
+                shutil.copy(shot, REPO / "docs" / "grid_undo.png")
+        finally:
+            browser.close()
+
+
+def runs(airflow: AirflowClient, dag_id: str) -> list[dict[str, object]]:
+    return list(airflow.get(f"/api/v2/dags/{dag_id}/dagRuns", order_by="-run_after", limit=20)["dag_runs"])

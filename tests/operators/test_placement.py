@@ -13,9 +13,7 @@ from flamingock_provider.hooks.flamingock import FlamingockHook
 from flamingock_provider.operators._common import airflow_errors
 from tests.conftest import WAREHOUSE_PIPELINE, sql_unit, write_tree
 
-EMBEDDED = (
-    "the embedded audit store lives on one machine; set audit.conn_id in {} to a postgres, mysql, mongo or aws connection"
-)
+EMBEDDED = "the embedded audit store lives on one machine; set audit.conn_id in {} to a postgres, mysql, mongo or aws connection"
 
 
 @pytest.fixture

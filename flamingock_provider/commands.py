@@ -11,11 +11,13 @@ the CLI uses; ``apply``/``undo`` report a failed or blocked unit in the result i
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
+from flamingock_provider.core.approval import Approval
 from flamingock_provider.core.loader import validate_pipeline
 from flamingock_provider.core.model import LeaseInfo
 from flamingock_provider.core.targets import TargetFactory
@@ -154,11 +156,21 @@ def apply(
     *,
     params: Mapping[str, Any] | None = None,
     owner: str | None = None,
+    approve: str | None = None,
 ) -> dict[str, Any]:
-    """Apply pending units under the lease; the result says what was applied, skipped, failed or blocked."""
+    """Apply pending units under the lease; the result says what was applied, skipped, failed or blocked.
+
+    ``approve``: the approval note of a person saying yes to this run (``approved_by`` is the OS user).
+    Without it, a run that would apply a unit needing approval (SPEC §14) raises
+    :class:`~flamingock_provider.exceptions.ApprovalRequiredError` (exit 5) before any unit runs.
+    """
     with workspace(pipeline_dir) as ws, holding(ws, owner) as lease:
-        run = new_run(lease.owner, params)
+        run = new_run(lease.owner, params, _approval(approve))
         return ws.engine(lease=lease, run=run).apply(until).to_json()
+
+
+def _approval(note: str | None) -> Approval | None:
+    return None if note is None else Approval(getpass.getuser(), note)
 
 
 def undo(
@@ -167,13 +179,18 @@ def undo(
     last: int | None = None,
     *,
     owner: str | None = None,
+    approve: str | None = None,
 ) -> dict[str, Any]:
-    """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
+    """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease.
+
+    ``approve`` as for :func:`apply`: an undo that rolls back a unit needing approval refuses without it.
+    """
     with workspace(pipeline_dir) as ws:
         snapshot, holder = ws.observe()  # bad arguments fail before waiting for the lease
         ws.engine().undo_targets(to, last, live_token=holder.token if holder else None, snapshot=snapshot)
         with holding(ws, owner) as lease:
-            return ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json()
+            run = new_run(lease.owner, approval=_approval(approve))
+            return ws.engine(lease=lease, run=run).undo(to, last).to_json()
 
 
 def history(pipeline_dir: str | os.PathLike[str], change: str | None = None) -> dict[str, Any]:

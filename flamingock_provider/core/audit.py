@@ -72,6 +72,9 @@ class RunInfo:
     triggered_by: str | None = None
     hostname: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    approved_by: str | None = None  # the person who approved this run (SPEC §14)
+    approval_note: str | None = None
+    bundle_version: str | None = None  # the Airflow DAG bundle version the run's code came from
 
 
 def error_info(err: BaseException) -> ErrorInfo:
@@ -130,4 +133,7 @@ def build_entry(
         undo_state=undo_state,
         risk=risk,
         check_outcome=None if check_outcome is None else dict(check_outcome),
+        approved_by=run.approved_by,
+        approval_note=run.approval_note,
+        bundle_version=run.bundle_version,
     )

@@ -36,7 +36,7 @@ _MEMORY: dict[str, tuple[str, Pipeline]] = {}
 _GUARD = threading.Lock()
 _MODEL_TYPES: tuple[type, ...] = (
     *(model.Pipeline, model.Stage, model.ChangeUnit, model.Step, model.CheckSpec),
-    *(model.TargetConfig, model.AuditConfig, model.LockConfig),
+    *(model.TargetConfig, model.AuditConfig, model.LockConfig, model.ApprovalConfig),
 )
 
 

@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from flamingock_provider.core.audit import RunInfo
 from flamingock_provider.core.lease import Lease
 from flamingock_provider.exceptions import (
+    ApprovalRequiredError,
     BlockedError,
     ConfigurationError,
     LeaseError,
@@ -41,7 +42,10 @@ if TYPE_CHECKING:
 
 ACTIONS = ("apply", "plan", "undo")
 # Errors a retry cannot fix: the task fails at once, with the message that says what to do.
-FATAL_ERRORS = (UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError)
+FATAL_ERRORS = (
+    *(UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError),
+    ApprovalRequiredError,
+)
 _EXECUTION_NAMESPACE = uuid.UUID("6f1c3a52-4a8e-4d0e-9a43-7d2b1f0c9e11")
 
 

@@ -83,3 +83,15 @@ def test_the_error_names_the_units_and_exits_5() -> None:
     err = ApprovalRequiredError("p", "destructive", "undo", [("b", "destructive")])
     assert err.exit_code == 5
     assert "to undo b (destructive); nothing was undone" in str(err)
+
+
+def test_an_entry_written_before_these_fields_existed_reads_them_as_none() -> None:
+    from datetime import datetime, timezone
+
+    from flamingock_provider.core.model import Action, AuditEntry, State
+
+    old = AuditEntry("p", "main", "a", "t", State.APPLIED, Action.APPLY, datetime.now(timezone.utc), "e").to_dict()
+    for key in ("approved_by", "approval_note", "bundle_version"):
+        del old[key]
+    again = AuditEntry.from_dict(old)
+    assert (again.approved_by, again.approval_note, again.bundle_version) == (None, None, None)

@@ -6,6 +6,9 @@
                       └──► undo ─────────────────────────────────────────────────────────────┘
     release (teardown of lock, after every stage, rollback, undo and complete)
 
+With ``approval.required`` other than ``never``, an ``approve`` task sits between plan and the stages
+and undo (``dag_factory/approval.py``).
+
 The plan task sets ``skipped`` the tasks with nothing to do in the run before any starts (SPEC §10).
 Unit tasks run ``none_failed`` (a skipped unit does not stop the next one); a stage's ``rollback``
 task runs ``one_failed`` and checks the audit log; ``complete`` runs ``none_failed`` and is the
@@ -29,6 +32,7 @@ from airflow.sdk.definitions.param import ParamsDict
 
 from flamingock_provider.core.model import Pipeline, RunMode, Stage
 from flamingock_provider.core.pipeline_cache import cached_pipeline
+from flamingock_provider.dag_factory.approval import approve_task, read_approval_from
 from flamingock_provider.dag_factory.docs import dag_doc, stage_doc, unit_doc
 from flamingock_provider.operators._common import ACTIONS, caller_file
 from flamingock_provider.operators.apply import FlamingockApplyOperator
@@ -39,7 +43,7 @@ from flamingock_provider.operators.rollback import FlamingockRollbackOperator
 from flamingock_provider.operators.undo import FlamingockUndoOperator
 from flamingock_provider.sensors.lock import FlamingockLockSensor
 
-RESERVED_IDS = frozenset({"lock", "plan", "undo", "complete", "release"})
+RESERVED_IDS = frozenset({"lock", "plan", "approve", "undo", "complete", "release"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -182,12 +186,15 @@ class _PipelineTasks:
         lock = self._lock()
         plan = FlamingockPlanOperator(task_id="plan", pipeline_dir=self.pipeline_dir)
         _link([lock], plan)
+        approve = approve_task(self.pipeline, self.pipeline_dir, plan, _link)
         task_ids = unit_task_ids(self.pipeline)
         for stage in self.pipeline.stages:
             self.stages[stage.name] = self._stage(stage, lock.task_id, plan.task_id, task_ids)
-            self._wire_stage(stage, plan)
+            self._wire_stage(stage, approve or plan)
         undo = FlamingockUndoOperator(task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id)
-        _link([plan], undo)
+        _link([approve or plan], undo)
+        if approve is not None:
+            read_approval_from(approve, [*self._writers(plan), undo])
         complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id)
         # The plan task skips what a run cannot do (the unit tasks find it by their plan_task_id).
         plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
@@ -199,6 +206,13 @@ class _PipelineTasks:
         )
         _link([*work, complete], release)
         release.as_teardown(setups=lock)
+
+    def _writers(self, plan: FlamingockPlanOperator) -> list[BaseOperator]:
+        """The unit and rollback tasks of this pipeline (they write audit entries)."""
+        rollbacks = {t.rollback.task_id for t in self.stages.values()}
+        assert plan.dag is not None
+        tasks = [t for t in plan.dag.tasks if isinstance(t, BaseOperator)]
+        return [t for t in tasks if getattr(t, "plan_task_id", None) == plan.task_id or t.task_id in rollbacks]
 
     def _lock(self) -> FlamingockLockSensor:
         config = self.pipeline.lock

@@ -96,7 +96,26 @@ def run_info(context: Context) -> RunInfo:
         triggered_by=_triggered_by(context),
         hostname=socket.gethostname(),
         params=dict(context.get("params") or {}),
+        **_approval(context),
+        bundle_version=bundle_version(context),
     )
+
+
+def bundle_version(context: Context) -> str | None:
+    """The version of the DAG bundle this task runs from (a GitDagBundle's commit); None when unversioned."""
+    version = getattr(getattr(context.get("ti"), "bundle_instance", None), "version", None)
+    return str(version) if version else None
+
+
+def _approval(context: Context) -> dict[str, str | None]:
+    """Who approved this run and why, from the approve task's answer (SPEC §14); nothing when not asked."""
+    approve_task_id = getattr(context.get("task"), "approve_task_id", None)
+    if not approve_task_id:
+        return {}
+    answer = context["ti"].xcom_pull(task_ids=approve_task_id)
+    if not isinstance(answer, dict) or not answer.get("approved_by"):
+        return {}
+    return {"approved_by": str(answer["approved_by"]), "approval_note": str(answer.get("approval_note") or "")}
 
 
 def _triggered_by(context: Context) -> str:
@@ -168,6 +187,7 @@ class FlamingockTaskMixin:
 
     pipeline_dir: str  # absolute, as seen where the DAG was parsed
     pipeline_ref: str  # relative to the DAG file's folder (POSIX), or absolute when outside it
+    approve_task_id: str | None = None  # the run's approve task, whose answer the audit entries carry
 
     def _init_pipeline(self, pipeline_dir: str | os.PathLike[str]) -> None:
         folder = self._dag_folder() or caller_folder()

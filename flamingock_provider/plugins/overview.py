@@ -49,6 +49,8 @@ class HistoryRow:
     action: str
     run: str
     error: str | None
+    approved_by: str | None = None
+    bundle_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,4 +178,6 @@ def _history_row(entry: AuditEntry) -> HistoryRow:
         action=entry.action.value,
         run=str(run),
         error=error,
+        approved_by=entry.approved_by,
+        bundle_version=entry.bundle_version,
     )

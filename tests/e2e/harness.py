@@ -98,6 +98,8 @@ class AirflowServer:
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
                 # A task that ends skipped is seen done only at the next supervisor wake-up (5 s by default).
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # An unanswered approval times out at the scheduler's next sweep (15 s by default).
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
                 "AIRFLOW_CONN_WAREHOUSE_DB": f"sqlite:///{self.warehouse_db}",
             }
         )

@@ -95,3 +95,32 @@ def test_an_entry_written_before_these_fields_existed_reads_them_as_none() -> No
         del old[key]
     again = AuditEntry.from_dict(old)
     assert (again.approved_by, again.approval_note, again.bundle_version) == (None, None, None)
+
+
+def test_a_unit_task_refuses_under_the_lease_without_an_approval_even_when_the_hint_said_none_was_needed(
+    tmp_path: Path, sqlite_target: Path
+) -> None:
+    from flamingock_provider.core.approval import Approval
+    from flamingock_provider.core.workspace import holding, new_run, open_workspace
+
+    pipe = write_tree(
+        tmp_path / "p",
+        {
+            "pipeline.yaml": WAREHOUSE_PIPELINE + "approval: {required: destructive}\n",
+            "0001_a.yaml": sql_unit("a", "CREATE TABLE a (x INT)"),
+            "0002_b.yaml": sql_unit("b", "DROP TABLE a"),
+        },
+    )
+    with open_workspace(pipe) as ws, holding(ws) as lease:
+        stage = ws.pipeline.stages[0]
+        engine = ws.engine(lease=lease, run=new_run(lease.owner))
+        with pytest.raises(ApprovalRequiredError) as info:
+            engine.run_stage(stage, units=stage.units[1:], compensate=False)  # what the task of b runs
+        assert info.value.units == [("b", "destructive")]
+        assert ws.store.history(ws.pipeline.id) == []  # refused before anything was written
+        done = engine.run_stage(stage, units=stage.units[:1], compensate=False)  # a is safe: no approval needed
+        assert done.done == ["a"]
+        approved = ws.engine(lease=lease, run=new_run(lease.owner, approval=Approval("bob", "ok")))
+        assert approved.run_stage(stage, units=stage.units[1:], compensate=False).done == ["b"]
+        entries = [(e.change_id, e.state.value, e.approved_by) for e in ws.store.history(ws.pipeline.id)]
+    assert entries == [("a", "STARTED", None), ("a", "APPLIED", None), ("b", "STARTED", "bob"), ("b", "APPLIED", "bob")]

@@ -24,6 +24,7 @@ from flamingock_provider.core.model import (
     APPLIED_STATES,
     ROLLED_BACK_STATES,
     Action,
+    ApprovalRequired,
     AuditEntry,
     ChangeUnit,
     LeaseInfo,
@@ -175,7 +176,9 @@ class Engine:
             self.require_unit(until, "apply until")
         result = RunResult(self.pipeline.id)
         snapshot = self.snapshot()  # read under the lease, which this run holds throughout
-        self.require_approval(self.pending(self.pipeline.units, self._decisions(snapshot, self.pipeline.units), until))
+        if self.asks_approval:
+            decisions = self._decisions(snapshot, self.pipeline.units)
+            self.require_approval(self.pending(self.pipeline.units, decisions, until))
         failed = False
         for stage in self.pipeline.stages:
             if failed and not stage.run_after_failure:
@@ -213,7 +216,8 @@ class Engine:
         if blocked is not None:
             result.blocked = blocked_report(self.pipeline_dir, blocked)
             return result
-        self.require_approval(self.pending(chosen, decisions, until))
+        if self.asks_approval:
+            self.require_approval(self.pending(chosen, decisions, until))
         for unit in chosen:
             if not self._run_unit(unit, decisions[unit.id], result):
                 if compensate:
@@ -279,6 +283,11 @@ class Engine:
             if unit.id == until:
                 break
         return out
+
+    @property
+    def asks_approval(self) -> bool:
+        """False when the pipeline never asks (``approval.required: never``): nothing to check."""
+        return self.pipeline.approval.required is not ApprovalRequired.NEVER
 
     def gated(self, units: Iterable[ChangeUnit]) -> list[Gated]:
         """The units of ``units`` (to apply or undo) that need approval under the pipeline's ``approval:``."""

@@ -1,7 +1,9 @@
 """A local git repository as an Airflow ``GitDagBundle``: the session's Airflow reads DAGs from it too.
 
-The repository holds the Flamingock loader file and a ``changes/`` folder; a test commits a pipeline
-folder into it, and every audit entry its run writes carries that commit as ``bundle_version``.
+The repository starts with no DAG file, so the DAG processor has nothing to parse there (it parses
+every file of every bundle every few seconds: a second loader would double that cost for the whole
+session). A test commits the Flamingock loader with a pipeline folder, runs it, and every audit entry
+carries that commit as ``bundle_version``; :meth:`GitBundleRepo.empty` commits the removal afterwards.
 Without the git provider installed the bundle is left out and the tests that need it skip.
 """
 
@@ -39,12 +41,10 @@ class GitBundleRepo:
     @classmethod
     def create(cls, path: Path) -> GitBundleRepo:
         repo = cls(path)
-        (path / "changes").mkdir(parents=True)
-        shutil.copy(REPO / "dags" / "flamingock_dags.py", path / "flamingock_dags.py")
-        shutil.copy(REPO / "dags" / ".airflowignore", path / ".airflowignore")
-        (path / "changes" / ".keep").write_text("")
+        path.mkdir(parents=True)
+        (path / "README").write_text("DAGs of the e2e tests' GitDagBundle\n")
         repo.git("init", "-q", "-b", "main")
-        repo.commit("the Flamingock loader")
+        repo.commit("an empty bundle")
         return repo
 
     def git(self, *args: str) -> str:
@@ -61,12 +61,21 @@ class GitBundleRepo:
         return self.git("rev-parse", "HEAD")
 
     def add_pipeline(self, name: str, files: dict[str, str]) -> str:
-        """Commit a pipeline folder under ``changes/``; return the commit id."""
+        """Commit the loader and a pipeline folder under ``changes/``; return the commit id."""
+        shutil.copy(REPO / "dags" / "flamingock_dags.py", self.path / "flamingock_dags.py")
+        shutil.copy(REPO / "dags" / ".airflowignore", self.path / ".airflowignore")
         for rel, text in files.items():
             target = self.path / "changes" / name / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         return self.commit(f"pipeline {name}")
+
+    def empty(self) -> None:
+        """Commit the removal of every DAG file and pipeline: the bundle costs the DAG processor nothing again."""
+        for child in self.path.iterdir():
+            if child.name not in (".git", "README"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        self.commit("empty the bundle")
 
 
 def bundle_config(repo: GitBundleRepo) -> dict[str, str]:

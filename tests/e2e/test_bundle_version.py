@@ -29,6 +29,15 @@ def test_every_entry_of_a_run_from_a_git_bundle_carries_its_commit(
         "0002_seed.yaml": sql_unit("seed-versioned", "INSERT INTO e2e_git_versioned VALUES (1)"),
     }
     commit = git_bundle.add_pipeline("e2e_git_bundle", files)
+    try:
+        check_run(git_bundle, airflow, commit, capsys)
+    finally:
+        git_bundle.empty()
+
+
+def check_run(
+    git_bundle: GitBundleRepo, airflow: AirflowClient, commit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     dag_id = "flamingock_e2e_git_bundle"
     dag = airflow.wait_for_dag(dag_id, timeout=120)
     assert dag["bundle_name"] == "flamingock-git"

@@ -33,7 +33,8 @@ def test_the_approve_task_sits_between_plan_and_every_change(tmp_path: Path) -> 
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
     assert isinstance(approve, ApprovalOperator) and approve.fail_on_reject is True
-    assert approve.response_timeout.total_seconds() == 1800 and "note" in approve.params
+    assert approve.response_timeout is not None and approve.response_timeout.total_seconds() == 1800
+    assert "note" in approve.params
     readers = {t.task_id for t in dag.tasks if getattr(t, "approve_task_id", None) == "approve"}
     assert readers == {"schema.apply_a", "data.apply_b", "schema.rollback", "data.rollback", "undo"}
 

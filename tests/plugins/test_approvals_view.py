@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flamingock_provider.core.approval import Gated
 from flamingock_provider.core.loader import load_pipeline
@@ -24,7 +25,7 @@ def test_the_body_lists_every_unit_with_risk_impact_and_statements(tmp_path: Pat
         },
     )
     units = list(load_pipeline(pipe).units)
-    details = {
+    details: dict[str, dict[str, Any]] = {
         "a": {"risk": "safe", "reasons": [], "impact": None, "rendered": ["CREATE TABLE a (x INT)"]},
         "b": {
             "risk": "destructive",

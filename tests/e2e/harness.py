@@ -225,7 +225,8 @@ class AirflowClient:
         self.username = username
         self.password = password
         self.token = self._token()
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        # Generous: on a loaded 2-core machine the api-server (SQLite metadata DB) was seen taking 70 s to answer.
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
 
     def _token(self) -> str:
         response = httpx.post(

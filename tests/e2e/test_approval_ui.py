@@ -47,7 +47,8 @@ def test_approve_through_the_required_actions_page(
             page.get_by_role("button", name="Sign in").click()
             page.get_by_text("DROP COLUMN total_cents").first.wait_for(timeout=60_000)  # the plan, as the body
             page.get_by_text("drop-total-cents").first.wait_for(timeout=10_000)
-            page.get_by_label("Note").fill("CHG-51: cents moved to order_lines")
+            page.screenshot(path=str(tmp_path / "asked.png"), full_page=True)  # kept for a failure's post-mortem
+            page.get_by_role("textbox", name="Note", exact=True).fill("CHG-51: cents moved to order_lines")
             shot = tmp_path / "approval.png"
             page.screenshot(path=str(shot), full_page=True)
             if os.environ.get("FLAMINGOCK_UPDATE_DOCS"):  # refresh the README's screenshot on request only

@@ -48,7 +48,7 @@ def test_approve_through_the_required_actions_page(
             page.get_by_text("DROP COLUMN total_cents").first.wait_for(timeout=60_000)  # the plan, as the body
             page.get_by_text("drop-total-cents").first.wait_for(timeout=10_000)
             page.screenshot(path=str(tmp_path / "asked.png"), full_page=True)  # kept for a failure's post-mortem
-            page.get_by_role("textbox", name="Note", exact=True).fill("CHG-51: cents moved to order_lines")
+            page.locator("#element_note").fill("CHG-51: cents moved to order_lines")  # the form's field of param note
             shot = tmp_path / "approval.png"
             page.screenshot(path=str(shot), full_page=True)
             if os.environ.get("FLAMINGOCK_UPDATE_DOCS"):  # refresh the README's screenshot on request only

@@ -99,5 +99,5 @@ def bundle_config(repo: GitBundleRepo) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
         # Clones of git bundles go under <tmp>/airflow/dag_bundles by default, shared by every Airflow on the
         # machine: an earlier session's clone would serve its old commits. Keep this session's beside its repo.
-        "AIRFLOW__DAG_PROCESSOR__BUNDLE_STORAGE_PATH": str(repo.path.parent / "bundles"),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(repo.path.parent / "bundles"),
     }

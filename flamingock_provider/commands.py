@@ -11,12 +11,14 @@ the CLI uses; ``apply``/``undo`` report a failed or blocked unit in the result i
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from flamingock_provider.commandline import FIX_STATES, decision_json, unlock_command
+from flamingock_provider.core.approval import Approval
 from flamingock_provider.core.context import StringRenderer
 from flamingock_provider.core.lease import cli_owner
 from flamingock_provider.core.loader import validate_pipeline
@@ -200,15 +202,24 @@ def apply(
     params: Mapping[str, Any] | None = None,
     owner: str | None = None,
     member: str | None = None,
+    approve: str | None = None,
 ) -> dict[str, Any]:
     """Apply pending units under the lease; the result says what was applied, skipped, failed or blocked.
 
     A fleet without ``member``: every member, in waves (SPEC §13); with it, that member only.
+    ``approve``: the approval note of a person saying yes to this run (``approved_by`` is the OS user).
+    Without it, a run that would apply a unit needing approval (SPEC §14) raises
+    :class:`~flamingock_provider.exceptions.ApprovalRequiredError` (exit 5) before any unit runs.
     """
+    approval = _approval(approve)
     with _scoped(pipeline_dir, member, fleet_ok=True) as ws:
         if ws.pipeline.fleet is not None and ws.pipeline.member is None:
-            return apply_fleet(ws, until, params=params)
-        return _with_member(apply_member(ws, until, params=params, owner=owner), ws)
+            return apply_fleet(ws, until, params=params, approval=approval)
+        return _with_member(apply_member(ws, until, params=params, owner=owner, approval=approval), ws)
+
+
+def _approval(note: str | None) -> Approval | None:
+    return None if note is None else Approval(getpass.getuser(), note)
 
 
 def undo(
@@ -218,14 +229,19 @@ def undo(
     *,
     owner: str | None = None,
     member: str | None = None,
+    approve: str | None = None,
 ) -> dict[str, Any]:
-    """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease."""
+    """Roll back applied units after ``to`` (or the last ``last``), newest first, under the lease.
+
+    ``approve`` as for :func:`apply`: an undo that rolls back a unit needing approval refuses without it.
+    """
     with _scoped(pipeline_dir, member) as ws:
         snapshot, holder = ws.observe()  # bad arguments fail before waiting for the lease
         ws.engine().undo_targets(to, last, live_token=holder.token if holder else None, snapshot=snapshot)
         ws.check_connections()
         with holding(ws, owner) as lease:
-            return _with_member(ws.engine(lease=lease, run=new_run(lease.owner)).undo(to, last).to_json(), ws)
+            run = new_run(lease.owner, approval=_approval(approve))
+            return _with_member(ws.engine(lease=lease, run=run).undo(to, last).to_json(), ws)
 
 
 def rehearse(

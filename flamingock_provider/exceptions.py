@@ -17,6 +17,7 @@
      ├── TargetError                      a target system refused an operation (carries its code)
      ├── BlockedError                     a unit needs manual intervention or shows drift   (exit 4)
      ├── ChangeRunningError               the unit is being applied by the live lease holder now
+     ├── ApprovalRequiredError            the run would apply or undo a unit that needs approval (exit 5)
      ├── LeaseError
      │    ├── LockTimeoutError            the lease was not acquired in time                (exit 3)
      │    └── LeaseLostError              the lease expired or was taken over mid-run
@@ -238,6 +239,30 @@ class ChangeRunningError(FlamingockError):
 
     def _fields(self) -> tuple[object, ...]:
         return (self.unit_id, self.holder)
+
+
+class ApprovalRequiredError(FlamingockError):
+    """The run would apply (or undo) units that need a person's approval, and none was given (SPEC §14).
+
+    Raised under the lease, before any unit runs; ``units`` holds ``(change id, risk level)`` pairs.
+    """
+
+    exit_code = 5
+
+    def __init__(self, pipeline: str, required: str, action: str, units: list[tuple[str, str]]) -> None:
+        self.pipeline = pipeline
+        self.required = required
+        self.action = action
+        self.units = [tuple(u) for u in units]
+        named = ", ".join(f"{uid} ({risk})" for uid, risk in self.units)
+        super().__init__(
+            f"pipeline {pipeline!r} needs approval (approval.required: {required}) to {action} {named}; nothing "
+            f"was {'undone' if action == 'undo' else 'applied'}. Approve the run: answer its approve task in "
+            f'Airflow, or run the command again with --approve "NOTE"'
+        )
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.pipeline, self.required, self.action, self.units)
 
 
 class LeaseError(FlamingockError):

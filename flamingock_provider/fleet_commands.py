@@ -14,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flamingock_provider.commandline import decision_json
+from flamingock_provider.core.approval import Approval
 from flamingock_provider.core.fleet import split_waves
 from flamingock_provider.core.model import LeaseInfo, Member, OnError
 from flamingock_provider.core.plan import Decision
 from flamingock_provider.core.workspace import Workspace, holding, new_run
-from flamingock_provider.exceptions import FlamingockError
+from flamingock_provider.exceptions import ApprovalRequiredError, FlamingockError
 
 log = logging.getLogger("flamingock")
 
@@ -31,12 +32,17 @@ def lock_json(info: LeaseInfo | None) -> dict[str, Any] | None:
 
 
 def apply_member(
-    ws: Workspace, until: str | None = None, *, params: Mapping[str, Any] | None = None, owner: str | None = None
+    ws: Workspace,
+    until: str | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    owner: str | None = None,
+    approval: Approval | None = None,
 ) -> dict[str, Any]:
     """Apply one member's pending units under its own lease (``ws`` is the member's workspace)."""
     ws.check_connections()
     with holding(ws, owner) as lease:
-        run = new_run(lease.owner, params)
+        run = new_run(lease.owner, params, approval)
         return ws.engine(lease=lease, run=run).apply(until).to_json()
 
 
@@ -45,6 +51,8 @@ def member_outcome(ws: Workspace, member: Member, run: Callable[[Workspace], dic
     scoped = ws.for_member(member)
     try:
         doc = run(scoped)
+    except ApprovalRequiredError:  # the whole fleet apply needs a person's yes (exit 5), not one member
+        raise
     except FlamingockError as err:
         log.error("member %s failed: %s", member.name, err)
         doc = {"applied": [], "skipped": [], "failed": {"id": None, "error": str(err)}, "blocked": None}
@@ -57,6 +65,7 @@ def apply_fleet(
     *,
     params: Mapping[str, Any] | None = None,
     members: Sequence[Member] | None = None,
+    approval: Approval | None = None,
 ) -> dict[str, Any]:
     """Apply every member, wave after wave, ``max_parallel`` at once; ``halt`` stops after a failing wave."""
     fleet = ws.pipeline.fleet
@@ -68,7 +77,7 @@ def apply_fleet(
     with ThreadPoolExecutor(max_workers=fleet.max_parallel, thread_name_prefix="flamingock-member") as pool:
         for number, wave in enumerate(waves, start=1):
             done = list(
-                pool.map(lambda m: member_outcome(ws, m, lambda s: apply_member(s, until, params=params)), wave)
+                pool.map(lambda m: member_outcome(ws, m, lambda s: apply_member(s, until, params=params, approval=approval)), wave)
             )
             rows += done
             if fleet.on_error is OnError.HALT and any(r["failed"] or r["blocked"] for r in done):

@@ -14,6 +14,8 @@ command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ -f /usr/include/mysql/mysql.h ] || [ -f /usr/include/mariadb/mysql.h ] || need+=(default-libmysqlclient-dev)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+# git for the GitDagBundle the e2e Airflow reads (tests/e2e/git_bundle.py: bundle_version is its commit).
+command -v git >/dev/null 2>&1 || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,4 +1,4 @@
-"""``flamingock COMMAND PIPELINE_DIR [options]`` — exit codes: 0 ok, 1 failed, 2 usage, 3 lock, 4 blocked."""
+"""``flamingock COMMAND PIPELINE_DIR [options]`` — exit codes: 0 ok, 1 failed, 2 usage, 3 lock, 4 blocked, 5 approval."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from flamingock_provider.cli.render_fleet import (
     render_fleet_run,
 )
 from flamingock_provider.commandline import FIX_STATES
-from flamingock_provider.exceptions import FlamingockError, PipelineValidationError
+from flamingock_provider.exceptions import ApprovalRequiredError, FlamingockError, PipelineValidationError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="each change's latest state, next action and risk")
     p = sub.add_parser("apply", parents=[common], help="apply pending changes under the lock")
     p.add_argument("--until", metavar="ID", help="stop after this change")
+    _approve_option(p)
     p = sub.add_parser("history", parents=[common], help="audit entries, oldest first")
     p.add_argument("--change", metavar="ID", help="only this change")
     p = sub.add_parser("undo", parents=[common], help="roll back applied changes, newest first")
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--to", metavar="ID", help="roll back every applied change after ID")
     group.add_argument("--last", metavar="N", type=int, help="roll back the last N applied changes")
     p.add_argument("--plan", action="store_true", help="only show the rollbacks undo would run (no lock, no change)")
+    _approve_option(p)
     p = sub.add_parser("fix", parents=[common], help="resolve a blocked change")
     p.add_argument("change_id", metavar="ID")
     p.add_argument("--as", dest="as_", required=True, choices=list(FIX_STATES))
@@ -74,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _approve_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--approve",
+        metavar="NOTE",
+        help="approve this run (approval.required); every audit entry records NOTE and the OS user",
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
     from flamingock_provider import commands
 
@@ -85,12 +95,15 @@ def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[
             fleet_aware(render.render_plan, render_fleet_matrix),
         ),
         "status": lambda: (commands.status(d, member=m), fleet_aware(render.render_status, render_fleet_matrix)),
-        "apply": lambda: (commands.apply(d, args.until, member=m), fleet_aware(render.render_run, render_fleet_run)),
+        "apply": lambda: (
+            commands.apply(d, args.until, member=m, approve=args.approve),
+            fleet_aware(render.render_run, render_fleet_run),
+        ),
         "history": lambda: (commands.history(d, args.change, member=m), render.render_history),
         "undo": lambda: (
             (commands.undo_plan(d, to=args.to, last=args.last, member=m), render.render_undo_plan)
             if args.plan
-            else (commands.undo(d, to=args.to, last=args.last, member=m), render.render_run)
+            else (commands.undo(d, to=args.to, last=args.last, member=m, approve=args.approve), render.render_run)
         ),
         "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum, member=m), render.render_fix),
         "unlock": lambda: (commands.unlock(d, args.force, member=m), render.render_unlock),
@@ -120,6 +133,17 @@ def _error_json(err: FlamingockError) -> dict[str, Any]:
     return doc
 
 
+def _approval_required(args: argparse.Namespace, err: ApprovalRequiredError) -> int:
+    """Print the plan the run needs approval for (exit 5); nothing was changed."""
+    from flamingock_provider.cli.approval import approval_document, render_approval
+
+    with contextlib.redirect_stdout(sys.stderr):
+        doc = approval_document(args, err)
+    print(json.dumps(doc, indent=2, default=str) if args.json else render_approval(doc))
+    print(f"FAILED: {err}", file=sys.stderr)
+    return err.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -128,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Airflow (imported lazily to resolve connections) logs to stdout: keep stdout for our document.
         with contextlib.redirect_stdout(sys.stderr):
             doc, human = _dispatch(args)
+    except ApprovalRequiredError as err:
+        return _approval_required(args, err)
     except FlamingockError as err:
         if args.traceback:
             traceback.print_exc()

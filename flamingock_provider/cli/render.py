@@ -94,12 +94,14 @@ def render_history(doc: dict[str, Any]) -> str:
             e["action"],
             e["state"],
             e["execution_id"][:12],
+            e.get("approved_by") or "",
+            (e.get("bundle_version") or "")[:12],
             (e["error"] or {}).get("message", ""),
         ]
         for e in doc["entries"]
     ]
     return f"pipeline {doc['pipeline']}\n" + table(
-        ["CREATED_AT", "CHANGE", "ACTION", "STATE", "EXECUTION", "ERROR"], rows
+        ["CREATED_AT", "CHANGE", "ACTION", "STATE", "EXECUTION", "APPROVED_BY", "BUNDLE", "ERROR"], rows
     )
 
 

@@ -96,6 +96,9 @@ class RunInfo:
     triggered_by: str | None = None
     hostname: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    approved_by: str | None = None  # the person who approved this run (SPEC §14)
+    approval_note: str | None = None
+    bundle_version: str | None = None  # the Airflow DAG bundle version the run's code came from
 
 
 def error_info(err: BaseException) -> ErrorInfo:
@@ -155,4 +158,7 @@ def build_entry(
         risk=risk,
         check_outcome=None if check_outcome is None else dict(check_outcome),
         member=pipeline.member,
+        approved_by=run.approved_by,
+        approval_note=run.approval_note,
+        bundle_version=run.bundle_version,
     )

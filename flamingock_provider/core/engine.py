@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flamingock_provider.commandline import blocked_error, blocked_report
+from flamingock_provider.core.approval import Gated, gated_units
 from flamingock_provider.core.executor import UnitExecutor
 from flamingock_provider.core.model import (
     APPLIED_STATES,
     ROLLED_BACK_STATES,
     Action,
+    ApprovalRequired,
     AuditEntry,
     ChangeUnit,
     LeaseInfo,
@@ -45,6 +47,7 @@ from flamingock_provider.core.plan import (
 )
 from flamingock_provider.core.suggest import did_you_mean
 from flamingock_provider.exceptions import (
+    ApprovalRequiredError,
     ChangeRunningError,
     CheckFailedError,
     ConfigurationError,
@@ -175,6 +178,9 @@ class Engine:
             self.require_unit(until, "apply until")
         result = RunResult(self.pipeline.id)
         snapshot = self.snapshot()  # read under the lease, which this run holds throughout
+        if self.asks_approval:
+            decisions = self._decisions(snapshot, self.pipeline.units)
+            self.require_approval(self.pending(self.pipeline.units, decisions, until))
         failed = False
         for stage in self.pipeline.stages:
             if failed and not stage.run_after_failure:
@@ -212,6 +218,8 @@ class Engine:
         if blocked is not None:
             result.blocked = blocked_report(self.pipeline_dir, blocked, self.pipeline.member)
             return result
+        if self.asks_approval:
+            self.require_approval(self.pending(chosen, decisions, until))
         for unit in chosen:
             if not self._run_unit(unit, decisions[unit.id], result):
                 if compensate:
@@ -251,6 +259,50 @@ class Engine:
             return True
         result.done.append(unit.id)
         return True
+
+    # -- approval (SPEC §14) ------------------------------------------------------------------
+
+    def pending(
+        self, units: Iterable[ChangeUnit], decisions: Mapping[str, Decision], until: str | None = None
+    ) -> list[ChangeUnit]:
+        """The units of ``units`` this run would apply: decided apply (not a reconcile), ``when:`` not false.
+
+        Stops after ``until``. A ``when:`` that cannot be evaluated counts as true (its task fails on it).
+        """
+        stages = {s.name: s for s in self.pipeline.stages}
+        out: list[ChangeUnit] = []
+        for unit in units:
+            decision = decisions.get(unit.id)
+            stage = stages[unit.stage]
+            if (
+                decision is not None
+                and decision.action is NextAction.APPLY
+                and not decision.reconcile
+                and self._condition_or_true(stage.when, f"{stage.folder}/stage.yaml")
+                and self._condition_or_true(unit.when, unit.source_file)
+            ):
+                out.append(unit)
+            if unit.id == until:
+                break
+        return out
+
+    @property
+    def asks_approval(self) -> bool:
+        """False when the pipeline never asks (``approval.required: never``): nothing to check."""
+        return self.pipeline.approval.required is not ApprovalRequired.NEVER
+
+    def gated(self, units: Iterable[ChangeUnit]) -> list[Gated]:
+        """The units of ``units`` (to apply or undo) that need approval under the pipeline's ``approval:``."""
+        return gated_units(self.pipeline.approval, units, self.executor.risk)
+
+    def require_approval(self, units: Iterable[ChangeUnit], action: str = "apply") -> None:
+        """Refuse the run before any unit runs when ``units`` need approval and this run carries none."""
+        if self.executor.run.approved_by is not None:
+            return
+        gated = self.gated(units)
+        if gated:
+            pairs = [(g.unit_id, g.risk) for g in gated]
+            raise ApprovalRequiredError(self.pipeline.id, self.pipeline.approval.required.value, action, pairs)
 
     def condition_true(self, expression: str | None, where: str = "") -> bool:
         """Evaluate a ``when:`` expression with the run's renderer; no renderer means true.
@@ -431,7 +483,9 @@ class Engine:
         """
         result = RunResult(self.pipeline.id, kind=RunKind.UNDO)
         latest = self.snapshot()
-        for unit in self._undo_plan(latest, to, last):
+        units = self._undo_plan(latest, to, last)
+        self.require_approval(units, "undo")  # the whole undo, also when this task does one stage of it
+        for unit in units:
             if stage is not None and unit.stage != stage:
                 continue
             try:

@@ -132,7 +132,7 @@ class UnitExecutor:
             undo_state=undo_state,
             lock_token=self.lease.token if self.lease else None,
             created_at=self._now(),
-            risk=self._risk(unit),
+            risk=self.risk(unit),
             check_outcome=self._outcomes.get(unit.id) if action is Action.APPLY else None,
         )
         stored = self.store.append(entry, fence=fence, tx=tx)
@@ -404,7 +404,7 @@ class UnitExecutor:
         self.log.warning("%s", outcome.message)
         return entry
 
-    def _risk(self, unit: ChangeUnit) -> str | None:
+    def risk(self, unit: ChangeUnit) -> str | None:
         """The unit's risk level for its audit entries, analysed once per unit and run."""
         if self.risk_of is None:
             return None

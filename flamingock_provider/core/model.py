@@ -50,6 +50,14 @@ class RunMode(str, enum.Enum):
     TASK_PER_STAGE = "task_per_stage"
 
 
+class ApprovalRequired(str, enum.Enum):
+    """When a run needs a person's yes before it applies or undoes a unit (SPEC §14)."""
+
+    NEVER = "never"
+    DESTRUCTIVE = "destructive"  # a unit whose risk is destructive or unknown
+    ALWAYS = "always"
+
+
 class LockMode(str, enum.Enum):
     RESCHEDULE = "reschedule"
     DEFERRABLE = "deferrable"
@@ -153,6 +161,14 @@ class FleetConfig:
 
 
 @dataclass(frozen=True)
+class ApprovalConfig:
+    """``approval:`` of pipeline.yaml: which runs wait for a person, and how long (hours, fractions allowed)."""
+
+    required: ApprovalRequired = ApprovalRequired.NEVER
+    timeout_hours: float = 24
+
+
+@dataclass(frozen=True)
 class Step:
     """One apply/rollback pair of a template unit. ``rollback=None`` means "derive it or none"."""
 
@@ -237,6 +253,7 @@ class Pipeline:
     on_failure: OnFailure = OnFailure.ROLLBACK_FAILED
     run_mode: RunMode = RunMode.TASK_PER_UNIT
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    approval: ApprovalConfig = field(default_factory=ApprovalConfig)
     fingerprint: str = ""  # sha256 over every file the pipeline was built from
     rehearsal_scratch: Mapping[str, str] = field(default_factory=dict)  # target name -> scratch conn id (§14)
     fleet: FleetConfig | None = None
@@ -315,6 +332,9 @@ class AuditEntry:
     risk: str | None = None  # the unit's risk level when the entry was written (SPEC §14)
     check_outcome: Mapping[str, Any] | None = None  # what its preconditions saw and decided (SPEC §14)
     member: str | None = None  # the fleet member this entry belongs to (SPEC §13), None outside a fleet
+    approved_by: str | None = None  # who approved the run that wrote it (SPEC §14), None when none was asked
+    approval_note: str | None = None
+    bundle_version: str | None = None  # the Airflow DAG bundle version (a GitDagBundle's commit), None outside
     seq: int | None = None  # store-assigned order, None until stored
 
     @property

@@ -37,6 +37,7 @@ _GUARD = threading.Lock()
 _MODEL_TYPES: tuple[type, ...] = (
     *(model.Pipeline, model.Stage, model.ChangeUnit, model.Step, model.CheckSpec),
     *(model.TargetConfig, model.AuditConfig, model.LockConfig, model.FleetConfig, model.Member),
+    model.ApprovalConfig,
 )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from flamingock_provider.core.documents import DocumentError, Fields, describe, read_document
 from flamingock_provider.core.fleet import parse_fleet
 from flamingock_provider.core.model import (
+    ApprovalConfig,
+    ApprovalRequired,
     AuditConfig,
     LockConfig,
     LockMode,
@@ -31,6 +33,7 @@ PIPELINE_KEYS = (
     *("default_target", "recovery", "on_failure", "run_mode", "metadata"),
     "rehearsal",
     "fleet",
+    "approval",
 )
 STAGE_KEYS = ("depends_on", "when", "run_after_failure", "description")
 NAME_PATTERN = r"[A-Za-z0-9._-]+"
@@ -58,6 +61,7 @@ def pipeline_settings(
         "on_failure": fields.choice("on_failure", OnFailure) or OnFailure.ROLLBACK_FAILED,
         "run_mode": fields.choice("run_mode", RunMode) or RunMode.TASK_PER_UNIT,
         "metadata": _metadata(fields),
+        "approval": _approval(fields),
     }
     targets = _targets(fields) if data is not None else None
     settings["targets"] = targets or {}
@@ -166,6 +170,25 @@ def _lock(fields: Fields) -> LockConfig:
         "mode": sub.choice("mode", LockMode),
     }
     return LockConfig(**{key: value for key, value in values.items() if value is not None})
+
+
+def _approval(fields: Fields) -> ApprovalConfig:
+    sub = Fields(fields.mapping("approval") or {}, fields.errors, prefix="approval.")
+    sub.check_keys(("required", "timeout_hours"))
+    required = sub.data.get("required")
+    known = required in {r.value for r in ApprovalRequired}
+    if required is not None and not known:
+        allowed = " | ".join(r.value for r in ApprovalRequired)
+        sub.error("required", f"unknown value {required!r}; allowed: {allowed}")
+    timeout = sub.data.get("timeout_hours")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
+        sub.error("timeout_hours", f"must be a positive number of hours (0.5 is half an hour), got {describe(timeout)}")
+        timeout = None
+    values: dict[str, Any] = {
+        "required": ApprovalRequired(required) if known else None,
+        "timeout_hours": timeout,
+    }
+    return ApprovalConfig(**{key: value for key, value in values.items() if value is not None})
 
 
 def _targets(fields: Fields) -> dict[str, TargetConfig] | None:

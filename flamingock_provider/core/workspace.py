@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, cast
 
+from flamingock_provider.core.approval import Approval
 from flamingock_provider.core.audit import AuditStore, RunInfo
 from flamingock_provider.core.checks import CheckEvaluator
 from flamingock_provider.core.context import StringRenderer, sandboxed_renderer
@@ -102,7 +103,7 @@ def open_lease_backend(config: LockConfig, store: AuditStore) -> LeaseBackend:
     return cast(LeaseBackend, store)
 
 
-def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
+def new_run(owner: str, params: Mapping[str, Any] | None = None, approval: Approval | None = None) -> RunInfo:
     """Return the identity of a run started outside Airflow (the CLI, an embedding application)."""
     return RunInfo(
         execution_id=uuid.uuid4().hex,
@@ -110,6 +111,8 @@ def new_run(owner: str, params: Mapping[str, Any] | None = None) -> RunInfo:
         triggered_by="cli",
         hostname=socket.gethostname(),
         params=dict(params or {}),
+        approved_by=approval.by if approval else None,
+        approval_note=approval.note if approval else None,
     )
 
 

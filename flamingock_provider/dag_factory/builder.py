@@ -11,6 +11,8 @@ newest stage first, so the grid shows which stages an undo touched; the ``undo``
 whole undo first. They sit in a group of their own: inside the stage groups, the undo chain (newest
 first) and the apply chain (oldest first) would make the groups depend on each other both ways, and
 Airflow's grid cannot draw groups in a cycle.
+With ``approval.required`` other than ``never``, an ``approve`` task sits between plan and the stages
+and undo (``dag_factory/approval.py``).
 
 The plan task sets ``skipped`` the tasks with nothing to do in the run before any starts (SPEC §10).
 Unit tasks run ``none_failed`` (a skipped unit does not stop the next one); a stage's ``rollback``
@@ -35,6 +37,7 @@ from airflow.sdk.definitions.param import ParamsDict
 
 from flamingock_provider.core.model import Pipeline, RunMode, Stage
 from flamingock_provider.core.pipeline_cache import cached_pipeline
+from flamingock_provider.dag_factory.approval import approve_task, read_approval_from
 from flamingock_provider.dag_factory.docs import dag_doc, stage_doc, unit_doc
 from flamingock_provider.dag_factory.fleet import build_fleet_tasks
 from flamingock_provider.operators._common import ACTIONS, REHEARSE, caller_file
@@ -48,7 +51,7 @@ from flamingock_provider.operators.undo import FlamingockUndoOperator
 from flamingock_provider.sensors.lock import FlamingockLockSensor
 
 UNDO_GROUP = "undo_stages"
-RESERVED_IDS = frozenset({"lock", "plan", "undo", "complete", "release", "rehearse", UNDO_GROUP})
+RESERVED_IDS = frozenset({"lock", "plan", "approve", "undo", "complete", "release", "rehearse", UNDO_GROUP})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -209,18 +212,21 @@ class _PipelineTasks:
         lock = self._lock()
         plan = FlamingockPlanOperator(task_id="plan", pipeline_dir=self.pipeline_dir)
         _link([lock], plan)
+        approve = approve_task(self.pipeline, self.pipeline_dir, plan, _link)
         task_ids = unit_task_ids(self.pipeline)
         for stage in self.pipeline.stages:
             self.stages[stage.name] = self._stage(stage, lock.task_id, plan.task_id, task_ids)
-            self._wire_stage(stage, plan)
+            self._wire_stage(stage, approve or plan)
         undo = FlamingockUndoOperator(
             task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id, check_only=True
         )
-        _link([plan], undo)
+        _link([approve or plan], undo)
         undos = self._undo_stages(lock.task_id)
         for before, after in pairwise([undo, *undos.values()]):
             # after the entry task too: the newer stages' tasks the plan task skipped pass nothing on
             _link(list(dict.fromkeys([undo, before])), after)
+        if approve is not None:
+            read_approval_from(approve, [*self._writers(plan), undo, *undos.values()])
         complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id)
         # The plan task skips what a run cannot do (the unit tasks find it by their plan_task_id).
         plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
@@ -245,6 +251,12 @@ class _PipelineTasks:
         _link([plan], rehearse)
         plan.rehearse_task_id = rehearse.task_id
         return [rehearse]
+    def _writers(self, plan: FlamingockPlanOperator) -> list[BaseOperator]:
+        """The unit and rollback tasks of this pipeline (they write audit entries)."""
+        rollbacks = {t.rollback.task_id for t in self.stages.values()}
+        assert plan.dag is not None
+        tasks = [t for t in plan.dag.tasks if isinstance(t, BaseOperator)]
+        return [t for t in tasks if getattr(t, "plan_task_id", None) == plan.task_id or t.task_id in rollbacks]
 
     def _lock(self) -> FlamingockLockSensor:
         config = self.pipeline.lock

@@ -25,6 +25,7 @@ from flamingock_provider.core.audit import RunInfo
 from flamingock_provider.core.lease import Lease
 from flamingock_provider.core.plan import ACTION_RULES
 from flamingock_provider.exceptions import (
+    ApprovalRequiredError,
     BlockedError,
     ConfigurationError,
     LeaseError,
@@ -43,7 +44,10 @@ if TYPE_CHECKING:
 REHEARSE = "rehearse"  # an action only where pipeline.yaml has rehearsal.scratch (SPEC §14)
 ACTIONS = tuple(a for a in ACTION_RULES if a != REHEARSE)  # apply, plan, undo
 # Errors a retry cannot fix: the task fails at once, with the message that says what to do.
-FATAL_ERRORS = (UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError)
+FATAL_ERRORS = (
+    *(UsageError, BlockedError, LeaseError, PipelineValidationError, ConfigurationError),
+    ApprovalRequiredError,
+)
 _EXECUTION_NAMESPACE = uuid.UUID("6f1c3a52-4a8e-4d0e-9a43-7d2b1f0c9e11")
 
 
@@ -94,7 +98,26 @@ def run_info(context: Context) -> RunInfo:
         triggered_by=_triggered_by(context),
         hostname=socket.gethostname(),
         params=dict(context.get("params") or {}),
+        **_approval(context),
+        bundle_version=bundle_version(context),
     )
+
+
+def bundle_version(context: Context) -> str | None:
+    """The version of the DAG bundle this task runs from (a GitDagBundle's commit); None when unversioned."""
+    version = getattr(getattr(context.get("ti"), "bundle_instance", None), "version", None)
+    return str(version) if version else None
+
+
+def _approval(context: Context) -> dict[str, str | None]:
+    """Who approved this run and why, from the approve task's answer (SPEC §14); nothing when not asked."""
+    approve_task_id = getattr(context.get("task"), "approve_task_id", None)
+    if not approve_task_id:
+        return {}
+    answer = context["ti"].xcom_pull(task_ids=approve_task_id)
+    if not isinstance(answer, dict) or not answer.get("approved_by"):
+        return {}
+    return {"approved_by": str(answer["approved_by"]), "approval_note": str(answer.get("approval_note") or "")}
 
 
 def _triggered_by(context: Context) -> str:
@@ -166,6 +189,7 @@ class FlamingockTaskMixin:
 
     pipeline_dir: str  # absolute, as seen where the DAG was parsed
     pipeline_ref: str  # relative to the DAG file's folder (POSIX), or absolute when outside it
+    approve_task_id: str | None = None  # the run's approve task, whose answer the audit entries carry
 
     def _init_pipeline(self, pipeline_dir: str | os.PathLike[str]) -> None:
         folder = self._dag_folder() or caller_folder()

@@ -69,7 +69,9 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
         ):
             engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))
             if self.check_only:
-                return self._check(engine.undo_targets(to=target), target)
+                units = engine.undo_targets(to=target)
+                engine.require_approval(units, "undo")  # refused here, before any stage's undo task starts
+                return self._check(units, target)
             result = engine.undo(to=target, stage=self.stage)
         where = f" in stage {self.stage!r}" if self.stage else ""
         if result.failed:

@@ -63,6 +63,8 @@ class HistoryRow:
     error: str | None
     dag_id: str | None = None
     run_id: str | None = None
+    approved_by: str | None = None
+    bundle_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,4 +240,6 @@ def _history_row(entry: AuditEntry) -> HistoryRow:
         error=error,
         dag_id=entry.dag_id,
         run_id=entry.run_id,
+        approved_by=entry.approved_by,
+        bundle_version=entry.bundle_version,
     )

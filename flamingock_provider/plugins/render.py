@@ -7,11 +7,12 @@ Airflow move the UI's router from the page script, and the trigger form is inlin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jinja2 import Environment
 
 from flamingock_provider.plugins.fleet_view import render_matrix
+from flamingock_provider.plugins.approvals import AwaitingApproval
 from flamingock_provider.plugins.overview import PipelineOverview
 
 STATE_CLASS = {
@@ -40,6 +41,7 @@ PAGE = """<!doctype html>
  .action-apply{color:#0550ae;font-weight:600} .action-blocked{color:#a40e26;font-weight:600} .action-skip{color:#57606a}
  .blocked{background:#ffebe9;border:1px solid #ffcecb;border-radius:6px;padding:8px 10px;margin:8px 0}
  .lease{font-size:13px} .errors{color:#a40e26}
+ .awaiting{background:#fff8c5;border:1px solid #eac54f;border-radius:6px;padding:8px 10px;margin:8px 0}
  .buttons{display:flex;flex-wrap:wrap;gap:6px;align-items:center}
  button,a.button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa;color:#1b1f24;cursor:pointer;text-decoration:none}
  button.primary{background:#1f883d;border-color:#1a7f37;color:#fff} select{font:inherit;font-size:13px}
@@ -92,6 +94,10 @@ PAGE = """<!doctype html>
   <button type="submit" class="primary">Trigger run</button> <button type="button" data-role="cancel">Cancel</button>
   <span class="result" data-role="result"></span>
  </form>
+ {% for a in awaiting.get(p.dag_id, []) %}
+  <div class="awaiting" data-role="awaiting-approval" data-run="{{ a.run_id }}">Run <code>{{ a.run_id }}</code> waits for
+   approval since {{ a.since }} UTC: {{ a.subject }} — <a data-nav href="{{ a.link }}">review and answer ↗</a></div>
+ {% endfor %}
  {% for u in p.blocked %}
   <div class="blocked" data-role="blocked" data-unit="{{ u.id }}"><strong>{{ u.id }}</strong> is blocked: {{ u.reason }}<br>
    Resolve with: <code data-role="fix">{{ u.fix }}</code></div>
@@ -119,12 +125,13 @@ PAGE = """<!doctype html>
  <details {% if p.history and p.history[0].error %}open{% endif %}>
   <summary>Audit history ({{ p.history_total }} entries{% if p.history_total > p.history|length %}, newest {{ p.history|length }} shown{% endif %})</summary>
   <table data-role="history">
-   <thead><tr><th>When (UTC)</th><th>Change</th><th>State</th><th>Action</th><th>Run</th><th>Error</th></tr></thead>
+   <thead><tr><th>When (UTC)</th><th>Change</th><th>State</th><th>Action</th><th>Run</th><th>Approved by</th><th>Bundle</th><th>Error</th></tr></thead>
    <tbody>
    {% for h in p.history %}
     <tr><td>{{ h.created_at }}</td><td><code>{{ h.change_id }}</code></td>
      <td><span class="state {{ state_class.get(h.state, '') }}">{{ h.state }}</span></td><td>{{ h.action }}</td>
-     <td>{% if h.dag_id and h.run_id %}<a data-nav href="../dags/{{ h.dag_id }}/runs/{{ h.run_id }}">{{ h.run }}</a>{% else %}<code>{{ h.run }}</code>{% endif %}</td>
+     <td>{% if h.dag_id and h.run_id %}<a data-nav href="../dags/{{ h.dag_id }}/runs/{{ h.run_id }}">{{ h.run }}</a>{% else %}<code>{{ h.run }}</code>{% endif %}</td><td>{{ h.approved_by or '' }}</td>
+     <td>{% if h.bundle_version %}<code title="{{ h.bundle_version }}">{{ h.bundle_version[:12] }}</code>{% endif %}</td>
      <td class="errors">{{ h.error or '' }}</td></tr>
    {% endfor %}
    </tbody>
@@ -196,9 +203,22 @@ _page = _env.from_string(PAGE)
 _login = _env.from_string(LOGIN_NEEDED)
 
 
-def render_page(pipelines: Sequence[PipelineOverview], *, root: str, user: str) -> str:
-    """Return the HTML of the view."""
-    return _page.render(pipelines=pipelines, root=root, user=user, state_class=STATE_CLASS, fleet_html=render_matrix)
+def render_page(
+    pipelines: Sequence[PipelineOverview],
+    *,
+    root: str,
+    user: str,
+    awaiting: Mapping[str, Sequence[AwaitingApproval]] | None = None,
+) -> str:
+    """Return the HTML of the view; ``awaiting``: the runs of each DAG id waiting for an approval."""
+    return _page.render(
+        pipelines=pipelines,
+        root=root,
+        user=user,
+        state_class=STATE_CLASS,
+        fleet_html=render_matrix,
+        awaiting=awaiting or {},
+    )
 
 
 def render_login_needed(detail: str, next_url: str) -> str:

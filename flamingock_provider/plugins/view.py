@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from flamingock_provider.plugins.approvals import awaiting_approval
 from flamingock_provider.plugins.overview import (
     PipelineOverview,
     dags_folder,
@@ -67,14 +68,18 @@ def create_app(changes_root: Path | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page(user: User) -> HTMLResponse:
         folder = root()
-        html = render_page(visible_pipelines(user, folder), root=shown_root(folder), user=user.get_name())
+        shown = visible_pipelines(user, folder)
+        awaiting = awaiting_approval(p.dag_id for p in shown)
+        html = render_page(shown, root=shown_root(folder), user=user.get_name(), awaiting=awaiting)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/pipelines")
     def pipelines(user: User) -> dict[str, Any]:
         folder = root()
-        shown = [p.to_json() for p in visible_pipelines(user, folder)]
-        return {"changes_folder": shown_root(folder), "pipelines": shown}
+        shown = visible_pipelines(user, folder)
+        awaiting = awaiting_approval(p.dag_id for p in shown)
+        docs = [{**p.to_json(), "awaiting_approval": [a.to_json() for a in awaiting.get(p.dag_id, [])]} for p in shown]
+        return {"changes_folder": shown_root(folder), "pipelines": docs}
 
     @app.exception_handler(HTTPException)
     async def auth_failed(request: Request, exc: HTTPException) -> Response:

@@ -22,6 +22,7 @@ SAMPLES: list[FlamingockError] = [
     exceptions.UnitExecutionError("u1", "apply", ValueError("boom")),
     exceptions.BlockedError("u1", "STARTED", "stuck", "flamingock fix p u1 --as rolled-back"),
     exceptions.ChangeRunningError("u1", "cli/h/1/ab"),
+    exceptions.ApprovalRequiredError("p", "destructive", "apply", [("u1", "destructive")]),
     exceptions.LeaseError("lease"),
     exceptions.LockTimeoutError("p", "cli/h/1/ab", datetime(2026, 1, 1, tzinfo=timezone.utc), 12.0),
     exceptions.LeaseLostError("p", "cli/h/1/ab", 3, "taken over"),

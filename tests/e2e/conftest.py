@@ -12,15 +12,22 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.git_bundle import GitBundleRepo, bundle_config
 from tests.e2e.harness import VENV_BIN, AirflowClient, AirflowServer
 
 
 @pytest.fixture(scope="session")
-def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
+def git_bundle(tmp_path_factory: pytest.TempPathFactory) -> GitBundleRepo:
+    """A local git repository served to the session's Airflow as a second DAG bundle (a GitDagBundle)."""
+    return GitBundleRepo.create(tmp_path_factory.mktemp("git-bundle") / "repo")
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory: pytest.TempPathFactory, git_bundle: GitBundleRepo) -> Iterator[AirflowServer]:
     """Start Airflow once per session; stop it (the whole process group) at the end."""
     if not (VENV_BIN / "airflow").exists() and shutil.which("airflow") is None:
         pytest.skip("the `airflow` command is not installed in this environment")
-    server = AirflowServer(tmp_path_factory.mktemp("airflow-e2e"))
+    server = AirflowServer(tmp_path_factory.mktemp("airflow-e2e"), extra_env=bundle_config(git_bundle))
     server.start().close()
     try:
         yield server

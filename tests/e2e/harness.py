@@ -116,6 +116,8 @@ class AirflowServer:
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
                 # A task that ends skipped is seen done only at the next supervisor wake-up (5 s by default).
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # An unanswered approval times out at the scheduler's next sweep (15 s by default).
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
                 "AIRFLOW_CONN_WAREHOUSE_DB": f"sqlite:///{self.warehouse_db}",
             }
         )
@@ -235,7 +237,8 @@ class AirflowClient:
         self.username = username
         self.password = password
         self.token = self._token()
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        # Generous: on a loaded 2-core machine the api-server (SQLite metadata DB) was seen taking 70 s to answer.
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
 
     def _token(self) -> str:
         response = httpx.post(

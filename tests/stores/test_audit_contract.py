@@ -80,6 +80,23 @@ def test_an_entry_round_trips_every_field(audit_backend: Backend) -> None:
     assert again["c1"].created_at.utcoffset() is not None
 
 
+def test_approval_and_bundle_version_round_trip(audit_backend: Backend) -> None:
+    store = store_of(audit_backend)
+    approved = entry(
+        "c1", approved_by="alice", approval_note="CHG-42: drop legacy_orders ✓", bundle_version="9f2c" + "0" * 36
+    )
+    store.append(approved)
+    store.append(entry("c2"))  # a run nobody had to approve, outside Airflow
+    again = {e.change_id: e for e in store.history("p")}
+    assert (again["c1"].approved_by, again["c1"].approval_note, again["c1"].bundle_version) == (
+        "alice",
+        "CHG-42: drop legacy_orders ✓",
+        "9f2c" + "0" * 36,
+    )
+    assert (again["c2"].approved_by, again["c2"].approval_note, again["c2"].bundle_version) == (None, None, None)
+    assert store.latest("p")["c1"].approved_by == "alice"
+
+
 # -- fenced writes ----------------------------------------------------------------------------
 
 

@@ -77,7 +77,10 @@ def apply_fleet(
     with ThreadPoolExecutor(max_workers=fleet.max_parallel, thread_name_prefix="flamingock-member") as pool:
         for number, wave in enumerate(waves, start=1):
             done = list(
-                pool.map(lambda m: member_outcome(ws, m, lambda s: apply_member(s, until, params=params, approval=approval)), wave)
+                pool.map(
+                    lambda m: member_outcome(ws, m, lambda s: apply_member(s, until, params=params, approval=approval)),
+                    wave,
+                )
             )
             rows += done
             if fleet.on_error is OnError.HALT and any(r["failed"] or r["blocked"] for r in done):

@@ -251,6 +251,7 @@ class _PipelineTasks:
         _link([plan], rehearse)
         plan.rehearse_task_id = rehearse.task_id
         return [rehearse]
+
     def _writers(self, plan: FlamingockPlanOperator) -> list[BaseOperator]:
         """The unit and rollback tasks of this pipeline (they write audit entries)."""
         rollbacks = {t.rollback.task_id for t in self.stages.values()}

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from jinja2 import Environment
 
-from flamingock_provider.plugins.fleet_view import render_matrix
 from flamingock_provider.plugins.approvals import AwaitingApproval
+from flamingock_provider.plugins.fleet_view import render_matrix
 from flamingock_provider.plugins.overview import PipelineOverview
 
 STATE_CLASS = {

@@ -237,9 +237,16 @@ def test_run_skips_in_an_undo_run_skips_the_stage_undo_tasks_before_the_newest_s
 
 
 def test_every_action_has_one_rule_for_the_lease_the_work_and_the_asset() -> None:
-    assert set(ACTION_RULES) == {"apply", "plan", "undo"}
-    assert [action_rule(a).takes_lease for a in ("apply", "plan", "undo")] == [True, False, True]
-    assert [(r.applies, r.undoes) for r in ACTION_RULES.values()] == [(True, False), (False, False), (False, True)]
+    assert set(ACTION_RULES) == {"apply", "plan", "undo", "rehearse"}
+    actions = ("apply", "plan", "undo", "rehearse")
+    assert [action_rule(a).takes_lease for a in actions] == [True, False, True, False]
+    assert [(action_rule(a).applies, action_rule(a).undoes) for a in actions] == [
+        (True, False),
+        (False, False),
+        (False, True),
+        (False, False),
+    ]
     assert [a for a, r in ACTION_RULES.items() if r.emits_asset] == ["apply"]
+    assert [a for a, r in ACTION_RULES.items() if r.rehearses] == ["rehearse"]
     with pytest.raises(KeyError):
         action_rule("apply_all")

@@ -36,7 +36,8 @@ def test_the_approve_task_sits_between_plan_and_every_change(tmp_path: Path) -> 
     assert approve.response_timeout is not None and approve.response_timeout.total_seconds() == 1800
     assert "note" in approve.params
     readers = {t.task_id for t in dag.tasks if getattr(t, "approve_task_id", None) == "approve"}
-    assert readers == {"schema.apply_a", "data.apply_b", "schema.rollback", "data.rollback", "undo"}
+    undo_tasks = {"undo", "undo_stages.schema", "undo_stages.data"}  # the entry check and each stage's undo
+    assert readers == {"schema.apply_a", "data.apply_b", "schema.rollback", "data.rollback", *undo_tasks}
 
 
 def test_without_approval_there_is_no_approve_task(tmp_path: Path) -> None:

@@ -52,7 +52,16 @@ def test_the_view_links_a_waiting_run_and_shows_approver_and_bundle() -> None:
         waiting.link
         == "../dags/flamingock_p/runs/manual__2026-12-03T10%3A00%3A00%2B00%3A00/tasks/approve/required_actions"
     )
-    row = HistoryRow("2026-12-03 10:00:01", "b", "APPLIED", "apply", "run", None, "admin", "9f2c" + "0" * 36)
+    row = HistoryRow(
+        "2026-12-03 10:00:01",
+        "b",
+        "APPLIED",
+        "apply",
+        "run",
+        None,
+        approved_by="admin",
+        bundle_version="9f2c" + "0" * 36,
+    )
     shown = PipelineOverview("p", "/p", "p", "flamingock_p", history=(row,), history_total=1)
     html = render_page([shown], root="/dags/changes", user="admin", awaiting={"flamingock_p": [waiting]})
     assert 'data-role="awaiting-approval"' in html and f'href="{waiting.link}"' in html

@@ -30,6 +30,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from common import print_title
 
 from flamingock_provider.operators._profile import PROFILE_DIR
@@ -296,6 +297,7 @@ def main() -> None:
         write_floor(server, args.units)
         started = time.monotonic()
         client = server.start()
+        client.http.timeout = httpx.Timeout(180)  # a machine shared with other jobs answers slowly at times
         print(f"airflow standalone healthy after {time.monotonic() - started:.0f}s at {server.url}\n")
         try:
             warm = ready(client, "floor_bookkeeping")

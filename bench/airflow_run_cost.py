@@ -271,7 +271,7 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--units", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--units", type=int, nargs="*", default=[50, 200], help="none: skip the run-cost runs")
     parser.add_argument("--poke", type=float, default=2.0, help="lock poke interval of the latency runs (s)")
     parser.add_argument("--repeat", type=int, default=3, help="latency / execute samples")
     parser.add_argument("--no-latency", action="store_true", help="skip the lock latency runs")

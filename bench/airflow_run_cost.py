@@ -17,6 +17,7 @@ min_heartbeat_interval``) and drives it through the REST API, as a user's trigge
    release → lock task done and release → the plan task started.
 
     python bench/airflow_run_cost.py [--units 50 200] [--poke 2] [--repeat 3] [--no-latency]
+                                     [--execute-only] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 from common import print_title
 
+from flamingock_provider.operators._profile import PROFILE_DIR
 from flamingock_provider.stores.sqlite import SqliteStore
 from tests.conftest import sql_unit
 from tests.e2e.harness import AirflowClient, AirflowServer
@@ -212,6 +215,7 @@ def execute_cost(server: AirflowServer, client: AirflowClient, repeat: int) -> l
         "01_main/0001_noop.yaml": sql_unit("noop", "SELECT 1", run_always="true"),
     }
     dag_id = deploy(server, client, "bench_execute", files)
+    timed_run(client, dag_id)  # the first task compiles this package's bytecode (cached from then on)
     found: list[float] = []
     for _ in range(repeat):
         _, _, state, run_id = timed_run(client, dag_id)
@@ -267,24 +271,38 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--units", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--units", type=int, nargs="*", default=[50, 200], help="none: skip the run-cost runs")
     parser.add_argument("--poke", type=float, default=2.0, help="lock poke interval of the latency runs (s)")
     parser.add_argument("--repeat", type=int, default=3, help="latency / execute samples")
     parser.add_argument("--no-latency", action="store_true", help="skip the lock latency runs")
+    parser.add_argument("--execute-only", action="store_true", help="only the execute() samples")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="workers write a cProfile of each apply task's execute() to DIR"
+    )
     args = parser.parse_args()
     print_title("Airflow run cost (airflow standalone, LocalExecutor, SQLite metadata DB)")
 
     with tempfile.TemporaryDirectory(prefix="flamingock-bench-airflow-") as tmp:
         # Airflow's default supervisor wake-up (the e2e suite lowers it to 1 s).
-        server = AirflowServer(Path(tmp), extra_env={"AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5"})
+        extra = {
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5",
+            # Cached bytecode, as in any deployment (pip compiles an installed package's modules): with
+            # PYTHONDONTWRITEBYTECODE every task's worker compiles this package from source again.
+            "PYTHONDONTWRITEBYTECODE": "",
+            "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache"),
+        }
+        if args.profile is not None:
+            extra[PROFILE_DIR] = str(args.profile.resolve())
+        server = AirflowServer(Path(tmp), extra_env=extra)
         write_floor(server, args.units)
         started = time.monotonic()
         client = server.start()
+        client.http.timeout = httpx.Timeout(180)  # a machine shared with other jobs answers slowly at times
         print(f"airflow standalone healthy after {time.monotonic() - started:.0f}s at {server.url}\n")
         try:
             warm = ready(client, "floor_bookkeeping")
             timed_run(client, warm, {})  # the first run after start-up pays for the workers' first imports
-            for units in args.units:
+            for units in [] if args.execute_only else args.units:
                 cost = run_cost(server, client, units, args.repeat)
                 print(f"{units} SQLite units in {STAGES} stages, one DAG run each (wall time, trigger → run finished):")
                 header = ("run", "tasks run", "wall s", "floor", "floor s", "ratio")
@@ -296,7 +314,9 @@ def main() -> None:
                 f"max {max(samples):.1f} ms over {len(samples)} runs\n",
                 flush=True,
             )
-            if args.no_latency:
+            if args.profile is not None:
+                print(f"profiles of each apply task's execute() in {args.profile}: python -m pstats FILE\n")
+            if args.no_latency or args.execute_only:
                 return
             latency = [
                 lock_latency(server, client, mode, args.poke, args.repeat)

@@ -75,7 +75,7 @@ def load_yaml(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_nodes(node)
+        _check_nodes(node) if "&" in text else _check_tree(node)
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -106,6 +106,18 @@ def _check_nodes(root: yaml.Node) -> None:
             seen.add(id(node))
             _check_duplicate_keys(node)
         stack.extend(_children(node))
+
+
+def _check_tree(root: yaml.Node) -> None:
+    """:func:`_check_nodes` for a document without anchors (no ``&``): a tree, so no alias to count."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node)
+            stack += [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

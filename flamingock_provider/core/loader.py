@@ -76,20 +76,23 @@ class _StageDraft:
     units: list[ChangeUnit] = field(default_factory=list)
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Load and validate a pipeline folder; raise :class:`PipelineValidationError` listing every problem."""
-    report = validate_pipeline(path)
+def load_pipeline(path: str | os.PathLike[str], *, fingerprint: str | None = None) -> Pipeline:
+    """Load and validate a pipeline folder; raise :class:`PipelineValidationError` listing every problem.
+
+    ``fingerprint``: the folder's :func:`pipeline_fingerprint`, taken by the caller just before.
+    """
+    report = validate_pipeline(path, fingerprint=fingerprint)
     if report.pipeline is None:
         raise PipelineValidationError(str(path), report.errors)
     return report.pipeline
 
 
-def validate_pipeline(path: str | os.PathLike[str]) -> ValidationReport:
+def validate_pipeline(path: str | os.PathLike[str], *, fingerprint: str | None = None) -> ValidationReport:
     """Check a pipeline folder and build its :class:`Pipeline` when it has no errors."""
     root = _resolve(Path(path))
     if root is None or not root.is_dir():
         return ValidationReport(None, [ValidationIssue("", f"pipeline folder {str(path)!r} not found")])
-    fingerprint = pipeline_fingerprint(root)
+    fingerprint = fingerprint or pipeline_fingerprint(root)  # before any file is read
     log = _Log()
     configs, loose, stage_dirs = _scan_root(root, log)
     # The id comes from the folder name as given, not the target of a symlinked folder.
@@ -145,33 +148,39 @@ def pipeline_fingerprint(path: str | os.PathLike[str]) -> str:
     """Return a sha256 over (relative path, size, mtime) of every file the loader reads; no content reads."""
     root = Path(path).resolve()
     digest = hashlib.sha256()
-    for rel, entry in sorted(_fingerprinted(root, root)):
-        try:
-            info = entry.stat()
-            digest.update(f"{rel}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{rel}\0missing\n".encode())
+    for rel, stamp in sorted(_stamps(root, str(root), "")):
+        digest.update(f"{rel}\0{stamp}\n".encode())
     return digest.hexdigest()
 
 
-def _fingerprinted(root: Path, folder: Path) -> Iterator[tuple[str, Path]]:
-    """Yield every entry the loader looks at; the payload folder is walked whole."""
+def _stamps(root: Path, folder: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """Yield (relative path, size and mtime) of every entry the loader looks at; the payload folder whole.
+
+    ``os.scandir``: a folder's entry types come with the listing, so each entry costs one ``stat``
+    (this runs at every DAG parse and in every task, to see that the cached parse still holds).
+    """
     try:
-        entries = list(folder.iterdir())
+        with os.scandir(folder) as listing:
+            entries = list(listing)
     except OSError:
         return
     for entry in entries:
         if _ignored(entry.name):
             continue
-        rel = entry.relative_to(root).as_posix()
-        yield rel, entry
+        rel = prefix + entry.name
+        try:
+            info = entry.stat()
+            yield rel, f"{info.st_size}\0{info.st_mtime_ns}"
+        except OSError:
+            yield rel, "missing"
+            continue
         if not entry.is_dir():
             continue
         # Stage folders (one level) and the payload folder (whole, without following symlinked folders).
-        if (folder == root and _inside(root, entry)) or (
+        if (not prefix and _inside(root, Path(entry.path))) or (
             rel.startswith(f"{PAYLOAD_FOLDER}/") and not entry.is_symlink()
         ):
-            yield from _fingerprinted(root, entry)
+            yield from _stamps(root, entry.path, f"{rel}/")
 
 
 def _ignored(name: str) -> bool:
@@ -205,7 +214,7 @@ def _entries(root: Path, folder: Path, log: _Log) -> list[Path]:
     for entry in entries:
         if _ignored(entry.name):
             continue
-        if not _inside(root, entry):
+        if entry.is_symlink() and not _inside(root, entry):  # ``folder`` itself is inside: so is a plain entry
             target = os.readlink(entry) if entry.is_symlink() else "?"
             log.error(
                 _rel(root, entry), f"symlink to {target!r} leads outside the pipeline folder (or loops); copy it in"

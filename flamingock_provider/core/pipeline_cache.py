@@ -51,7 +51,7 @@ def cached_pipeline(pipeline_dir: str | os.PathLike[str]) -> Pipeline:
         return hit[1]
     pipeline = _read_file(key, fingerprint)
     if pipeline is None:
-        pipeline = load_pipeline(key)
+        pipeline = load_pipeline(key, fingerprint=fingerprint)
         _write_file(key, fingerprint, pipeline)
     with _GUARD:
         _MEMORY[key] = (fingerprint, pipeline)

@@ -142,8 +142,12 @@ class Workspace:
         run: RunInfo | None = None,
         targets: TargetFactory | None = None,
         renderer: StringRenderer | None = None,
+        risks: Mapping[str, str] | None = None,
     ) -> Engine:
-        """Return the engine for one run: ``lease`` held by the caller (None to only read)."""
+        """Return the engine for one run: ``lease`` held by the caller (None to only read).
+
+        ``risks``: units' risk levels already analysed (by the plan task), recorded as they are.
+        """
         run = run or new_run(lease.owner if lease else "cli")
         executor = UnitExecutor(
             self.pipeline,
@@ -155,7 +159,7 @@ class Workspace:
             log=log,
             sinks=configured_sinks(),
             checks=cast(CheckEvaluator, importlib.import_module(CHECKS)),
-            risk_of=self._risk_of,
+            risk_of=self._risk_of if not risks else lambda unit: risks.get(unit.id) or self._risk_of(unit),
         )
         return Engine(executor, pipeline_dir=self.pipeline_dir)
 

@@ -210,7 +210,7 @@ class _PipelineTasks:
 
     def build(self) -> None:
         lock = self._lock()
-        plan = FlamingockPlanOperator(task_id="plan", pipeline_dir=self.pipeline_dir)
+        plan = FlamingockPlanOperator(task_id="plan", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id)
         _link([lock], plan)
         approve = approve_task(self.pipeline, self.pipeline_dir, plan, _link)
         task_ids = unit_task_ids(self.pipeline)

@@ -29,6 +29,7 @@ from flamingock_provider.exceptions import (
     BlockedError,
     ConfigurationError,
     LeaseError,
+    LeaseLostError,
     PipelineValidationError,
     UsageError,
 )
@@ -227,8 +228,20 @@ class FlamingockTaskMixin:
         token = context["ti"].xcom_pull(task_ids=lock_task_id)
         return int(token) if token is not None else None
 
-    def adopt_lease(self, context: Context, ws: Workspace, lock_task_id: str) -> Lease:
-        """Continue the run's lease taken by the lock task: re-check owner and token, and extend it."""
+    def adopt_lease(self, context: Context, ws: Workspace, lock_task_id: str, handed: int | None = None) -> Lease:
+        """Continue the run's lease taken by the lock task: re-check owner and token, and extend it.
+
+        ``handed``: the token as the plan task passed it on (saves this task an XCom round trip); the
+        store checks it like any token, and when the lock task has run again since, the lock task's
+        own token is read instead.
+        """
+        if handed is not None:
+            lease = ws.lease(run_owner(context))
+            try:
+                lease.adopt(handed)
+                return lease
+            except LeaseLostError:
+                pass  # the lock task ran again (a cleared run): its XCom has the current token
         token = self.lease_token(context, lock_task_id)
         if token is None:
             raise AirflowFailException(
@@ -240,10 +253,12 @@ class FlamingockTaskMixin:
         return lease
 
     @contextmanager
-    def run_lease(self, context: Context, ws: Workspace, lock_task_id: str | None) -> Iterator[Lease]:
+    def run_lease(
+        self, context: Context, ws: Workspace, lock_task_id: str | None, handed: int | None = None
+    ) -> Iterator[Lease]:
         """Adopt the lock task's lease; without a lock task, take the lease for this task only."""
         if lock_task_id is not None:
-            yield self.adopt_lease(context, ws, lock_task_id)
+            yield self.adopt_lease(context, ws, lock_task_id, handed)
             return
         lease = ws.lease(run_owner(context))
         lease.acquire()

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from flamingock_provider.core.engine import RunResult
 from flamingock_provider.core.model import ChangeUnit, Pipeline, Stage
-from flamingock_provider.core.plan import Decision, action_rule, hinted_done
+from flamingock_provider.core.plan import action_rule, hinted_done
 from flamingock_provider.exceptions import BlockedError, UsageError
 from flamingock_provider.operators._common import (
     FlamingockTaskMixin,
@@ -26,8 +26,9 @@ from flamingock_provider.operators._common import (
     run_info,
     run_request,
 )
+from flamingock_provider.operators._profile import profiled
 from flamingock_provider.operators.callbacks import record_interrupted_unit
-from flamingock_provider.operators.plan import decisions_from_xcom, stage_key
+from flamingock_provider.operators.plan import decisions_from_xcom, handed_token, risks_from_xcom, stage_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -70,8 +71,10 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.perf_counter()
+        ti = context["ti"]
         try:
-            return self._execute(context)
+            with profiled(f"{ti.dag_id}.{ti.task_id}.{ti.try_number}"):
+                return self._execute(context)
         finally:  # what the task itself costs, apart from the worker start and the DAG parse
             self.log.info("execute took %.1f ms", (time.perf_counter() - started) * 1000)
 
@@ -81,10 +84,13 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
             raise AirflowSkipException(f"action is {request.action!r}: no change is applied")
         with airflow_errors(), self.hook(context).workspace() as ws:
             stage, units = self._units(ws.pipeline)
-            if hinted_done(units, self._hint(context, stage)):  # a hint may skip work, never cause it
+            pushed = self._pushed(context, stage)
+            if pushed and hinted_done(units, decisions_from_xcom(units, pushed)):  # a hint may skip, never run
                 raise AirflowSkipException(f"nothing to do: {', '.join(u.id for u in units)} already applied")
-            with self.run_lease(context, ws, self.lock_task_id) as lease:
-                engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))
+            with self.run_lease(context, ws, self.lock_task_id, handed_token(pushed)) as lease:
+                run, renderer = run_info(context), self.renderer(context)
+                risks = risks_from_xcom(units, pushed) if pushed else None
+                engine = ws.engine(lease=lease, run=run, renderer=renderer, risks=risks)
                 result = engine.run_stage(stage, units=units, compensate=False)
             return _outcome(result, units)
 
@@ -101,12 +107,12 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
             ) from err
         return stage, stage.units
 
-    def _hint(self, context: Context, stage: Stage) -> dict[str, Decision] | None:
-        """The plan task's decisions for this stage, on a first try only (a retry decides afresh)."""
+    def _pushed(self, context: Context, stage: Stage) -> dict[str, Any] | None:
+        """What the plan task pushed for this stage, on a first try only (a retry decides afresh)."""
         if self.plan_task_id is None or (context["ti"].try_number or 1) > 1:
             return None
         pushed = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=stage_key(stage.name))
-        return decisions_from_xcom(stage.units, pushed) if pushed else None
+        return dict(pushed) if pushed else None
 
 
 def _outcome(result: RunResult, units: Sequence[ChangeUnit]) -> dict[str, Any]:

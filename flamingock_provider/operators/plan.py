@@ -25,12 +25,21 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def decisions_to_xcom(decisions: Sequence[Decision]) -> dict[str, dict[str, Any]]:
-    """Return the plan as a small JSON-safe dict keyed by change id: a hint for the unit tasks."""
-    return {
-        d.unit.id: {"action": d.action.value, "state": d.state.value if d.state else None, "reconcile": d.reconcile}
-        for d in decisions
-    }
+def decisions_to_xcom(
+    decisions: Sequence[Decision], details: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Return the plan as a small JSON-safe dict keyed by change id: a hint for the unit tasks.
+
+    With ``details`` (:func:`plan_details`) each unit also carries its risk level and the checksum
+    it was analysed for, so that a unit task records the level without parsing its SQL again.
+    """
+    pushed: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        item = {"action": d.action.value, "state": d.state.value if d.state else None, "reconcile": d.reconcile}
+        if details is not None and d.unit.id in details:
+            item |= {"risk": details[d.unit.id]["risk"], "checksum": d.unit.checksum}
+        pushed[d.unit.id] = item
+    return pushed
 
 
 def decisions_from_xcom(units: Sequence[ChangeUnit], payload: Mapping[str, Mapping[str, Any]]) -> dict[str, Decision]:
@@ -46,6 +55,27 @@ def decisions_from_xcom(units: Sequence[ChangeUnit], payload: Mapping[str, Mappi
     }
 
 
+def risks_from_xcom(units: Sequence[ChangeUnit], payload: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The risk levels the plan task analysed for ``units``, for the files unchanged since (same checksum).
+
+    A label for the audit entries, never a decision: a unit missing here is analysed by the task.
+    """
+    return {
+        unit.id: str(item["risk"])
+        for unit in units
+        if (item := payload.get(unit.id)) is not None and item.get("risk") and item.get("checksum") == unit.checksum
+    }
+
+
+TOKEN_KEY = "@lease_token"  # beside the change ids of a stage's XCom (an id cannot contain '@')
+
+
+def handed_token(payload: Mapping[str, Any] | None) -> int | None:
+    """The lock task's lease token, as the plan task passed it on in a stage's XCom (None if not)."""
+    token = payload.get(TOKEN_KEY) if payload else None
+    return int(token) if token is not None else None
+
+
 def stage_key(stage: str) -> str:
     """The XCom key under which the plan task pushes one stage's decisions."""
     return f"decisions.{stage}"
@@ -58,6 +88,8 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
     ``plan_task_id`` is this task. The builder names the others after building them.
 
     :param pipeline_dir: the pipeline folder, absolute or relative to the DAG file's folder.
+    :param lock_task_id: the lock sensor, whose lease token the plan passes on to the unit tasks
+        beside their stage's decisions (one XCom read for both).
     :param rollback_task_ids: the rollback task id of each stage.
     :param undo_task_id: the undo entry task; :param undo_stage_task_ids: the undo task id of each stage.
     :param rehearse_task_id: the rehearse task, where the pipeline has one.
@@ -69,6 +101,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         self,
         *,
         pipeline_dir: str | os.PathLike[str],
+        lock_task_id: str | None = None,
         rollback_task_ids: Mapping[str, str] | None = None,
         undo_task_id: str | None = None,
         undo_stage_task_ids: Mapping[str, str] | None = None,
@@ -77,6 +110,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
     ) -> None:
         super().__init__(**kwargs)
         self._init_pipeline(pipeline_dir)
+        self.lock_task_id = lock_task_id
         self.rollback_task_ids = dict(rollback_task_ids or {})
         self.undo_task_id = undo_task_id
         self.undo_stage_task_ids = dict(undo_stage_task_ids or {})
@@ -98,9 +132,11 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
                 for u in units:  # what `flamingock undo --plan` shows
                     shown = rollbacks(ws.pipeline, u, self.renderer(context), latest.get(u.id))
                     self.log.info("undo %s sends: %s", u.id, shown)
+        token = self.lease_token(context, self.lock_task_id) if self.lock_task_id else None
+        handed = {} if token is None else {TOKEN_KEY: token}
         for stage in ws.pipeline.stages:  # one XCom per stage: a unit task reads only its own stage's
             mine = [d for d in decisions if d.unit.stage == stage.name]
-            context["ti"].xcom_push(key=stage_key(stage.name), value=decisions_to_xcom(mine))
+            context["ti"].xcom_push(key=stage_key(stage.name), value=decisions_to_xcom(mine, details) | handed)
         summary = {
             "action": request.action,
             "apply": [d.unit.id for d in decisions if d.action is NextAction.APPLY],

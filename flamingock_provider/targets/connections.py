@@ -8,7 +8,6 @@ configured and the variable exists, the answer is the variable: we parse it the 
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from flamingock_provider.airflow_config import airflow_cfg
+from flamingock_provider.airflow_config import airflow_cfg_value
 from flamingock_provider.exceptions import ConfigurationError
 
 
@@ -107,11 +106,7 @@ def _parse_uri(conn_id: str, uri: str) -> EnvConnection:
 def _custom_secrets_backend() -> bool:
     if os.environ.get("AIRFLOW__SECRETS__BACKEND"):
         return True
-    try:
-        parser = airflow_cfg()
-    except configparser.Error:
-        return True  # let Airflow read what we cannot
-    return parser is not None and bool(parser.get("secrets", "backend", fallback="").strip())
+    return bool(airflow_cfg_value("secrets", "backend"))
 
 
 def _airflow_connection(conn_id: str) -> Any:

@@ -18,22 +18,25 @@ _PLAIN_PREFIX = re.compile(r"[^'\"`$#/\-\[]*")  # up to the first quote, dollar,
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 # Statements PostgreSQL refuses inside a transaction block (matched against the head words).
-_NO_TRANSACTION = (
-    (r"CREATE( UNIQUE)? INDEX CONCURRENTLY\b", "CREATE INDEX CONCURRENTLY"),
-    (r"DROP INDEX CONCURRENTLY\b", "DROP INDEX CONCURRENTLY"),
-    (r"REINDEX\b.*\bCONCURRENTLY\b", "REINDEX CONCURRENTLY"),
-    (r"REINDEX (SYSTEM|DATABASE)\b", "REINDEX SYSTEM / DATABASE"),
-    (r"VACUUM\b", "VACUUM"),
-    (r"(CREATE|DROP) DATABASE\b", "CREATE / DROP DATABASE"),
-    (r"ALTER DATABASE \S+ SET TABLESPACE\b", "ALTER DATABASE ... SET TABLESPACE"),
-    (r"(CREATE|DROP) TABLESPACE\b", "CREATE / DROP TABLESPACE"),
-    (r"ALTER SYSTEM\b", "ALTER SYSTEM"),
-    (r"(CREATE|DROP) SUBSCRIPTION\b", "CREATE / DROP SUBSCRIPTION"),
-    (r"CLUSTER( VERBOSE)?$", "CLUSTER without a table"),
+_NO_TRANSACTION = tuple(
+    (re.compile(pattern), name)
+    for pattern, name in (
+        (r"CREATE( UNIQUE)? INDEX CONCURRENTLY\b", "CREATE INDEX CONCURRENTLY"),
+        (r"DROP INDEX CONCURRENTLY\b", "DROP INDEX CONCURRENTLY"),
+        (r"REINDEX\b.*\bCONCURRENTLY\b", "REINDEX CONCURRENTLY"),
+        (r"REINDEX (SYSTEM|DATABASE)\b", "REINDEX SYSTEM / DATABASE"),
+        (r"VACUUM\b", "VACUUM"),
+        (r"(CREATE|DROP) DATABASE\b", "CREATE / DROP DATABASE"),
+        (r"ALTER DATABASE \S+ SET TABLESPACE\b", "ALTER DATABASE ... SET TABLESPACE"),
+        (r"(CREATE|DROP) TABLESPACE\b", "CREATE / DROP TABLESPACE"),
+        (r"ALTER SYSTEM\b", "ALTER SYSTEM"),
+        (r"(CREATE|DROP) SUBSCRIPTION\b", "CREATE / DROP SUBSCRIPTION"),
+        (r"CLUSTER( VERBOSE)?$", "CLUSTER without a table"),
+    )
 )
 # BEGIN/COMMIT inside a unit would end the engine's transaction (and the audit entries in it) early.
-_TRANSACTION_CONTROL = r"(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|END)( WORK| TRANSACTION)?$"
-_ADD_ENUM_VALUE = r"ALTER TYPE \S+ ADD VALUE\b"
+_TRANSACTION_CONTROL = re.compile(r"(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|END)( WORK| TRANSACTION)?$")
+_ADD_ENUM_VALUE = re.compile(r"ALTER TYPE \S+ ADD VALUE\b")
 
 # MySQL/MariaDB statements that commit the open transaction implicitly (DDL and friends).
 _IMPLICIT_COMMIT = re.compile(
@@ -104,9 +107,9 @@ def outside_transaction(statement: str, *, server_version: int | None = None) ->
     """
     words = head(statement)
     for pattern, name in _NO_TRANSACTION:
-        if re.match(pattern, words):
+        if pattern.match(words):
             return name
-    if server_version is not None and server_version < 120000 and re.match(_ADD_ENUM_VALUE, words):
+    if server_version is not None and server_version < 120000 and _ADD_ENUM_VALUE.match(words):
         return "ALTER TYPE ... ADD VALUE before PostgreSQL 12"
     return None
 
@@ -137,7 +140,7 @@ def transaction_problems(statements: list[str]) -> list[str]:
         if delimiter:
             problems.append(delimiter)
             continue
-        if re.match(_TRANSACTION_CONTROL, head(statement)):
+        if _TRANSACTION_CONTROL.match(head(statement)):
             problems.append(
                 f"statement {preview(statement)!r}: the engine begins and commits a transactional unit's "
                 "transaction itself; remove it, or set 'transactional: false' on this unit"

@@ -95,7 +95,7 @@ def test_parsed_folders_are_cached_until_a_file_changes(
     folder = dags_folder(tmp_path, {"shop": {"pipeline.yaml": "targets: {w: {conn_id: x}}\n", **GOOD}})
     calls: list[str] = []
     real = pipeline_cache.load_pipeline
-    monkeypatch.setattr(pipeline_cache, "load_pipeline", lambda path: calls.append(str(path)) or real(path))
+    monkeypatch.setattr(pipeline_cache, "load_pipeline", lambda path, **kw: calls.append(str(path)) or real(path, **kw))
     first = build_dags(folder / "changes")["flamingock_shop"]
     build_dags(folder / "changes")
     assert len(calls) == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,16 @@ def asset_events(uri: str) -> int:
             .filter(AssetModel.uri == uri)
             .count()
         )
+
+
+def plan_xcom(dag_id: str, run_id: str, key: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        value = query.filter(XComModel.task_id == "plan", XComModel.key == key).one().value
+    return json.loads(value) if isinstance(value, str) else value
 
 
 UNITS = {
@@ -77,6 +89,14 @@ def test_apply_everything_then_nothing_to_do(
     assert len({e["execution_id"] for e in commands.history(folder)["entries"]}) == 1  # one execution per run
     assert asset_events("flamingock://runall/") == 1
     assert commands.status(folder)["lock"] is None  # released
+    # The plan hands each stage's tasks the lock's token and the risk it analysed: one XCom read per task.
+    pushed = plan_xcom("flamingock_runall", first.run_id, "decisions.schema")
+    assert pushed["@lease_token"] == entry["lock_token"]
+    assert {k: (v["action"], v["risk"]) for k, v in pushed.items() if k != "@lease_token"} == {
+        "a": ("apply", "safe"),
+        "b": ("apply", "safe"),
+    }
+    assert {e["risk"] for e in commands.history(folder)["entries"]} == {"safe"}
 
     reads.clear()
     second = run_dag(dag)

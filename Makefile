@@ -18,12 +18,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 lint: install
 	$(VENV)/bin/ruff check flamingock_provider tests bench dags
+	$(VENV)/bin/ruff format --check flamingock_provider tests bench dags
 	$(VENV)/bin/mypy
 
 # Everything: lint, the SPIN models, unit, integration, slow, e2e (real Airflow) and the reliability suite
 # (reduced counts).
 test: install lint verify
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30
 
 # The inner loop: everything but the e2e, reliability and slow tests (markers in pyproject.toml).
 test-fast: install

@@ -36,6 +36,10 @@ FOLDER_MARKERS = {"e2e": "e2e", "reliability": "reliability"}
 # Tests of ~2 s and more that `make test-fast` leaves to `make test` (measured with --durations; by name,
 # whatever their parameters), so the inner loop stays under 3 minutes on 2 cores.
 SLOW_ELSEWHERE = {
+    "dag_factory/test_runs.py::test_apply_everything_then_nothing_to_do",
+    "dag_factory/test_runs.py::test_task_per_stage_with_parallel_stages",
+    "dag_factory/test_skips.py::test_a_rerun_with_nothing_to_do_starts_only_the_bookkeeping_tasks",
+    "test_provider.py::test_airflow_providers_list_sees_the_provider",
     "core/test_crash.py::test_lost_lease_stops_the_run_before_the_next_unit",
     "core/test_heartbeat.py::test_a_hung_store_call_never_doubles_the_heartbeat_thread",
     "dag_factory/test_examples.py::test_events_example_runs_through_airflow",

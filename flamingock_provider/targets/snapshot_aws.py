@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flamingock_provider.core.rehearsal import Facts
-from flamingock_provider.core.targets import MARKER_TABLE, TargetSession
+from flamingock_provider.core.targets import TargetSession, marker_table
 
 
 def snapshot_aws(session: TargetSession) -> Facts:
@@ -22,7 +22,7 @@ def snapshot_aws(session: TargetSession) -> Facts:
     dynamodb = session.client("dynamodb")
     for page in dynamodb.get_paginator("list_tables").paginate():
         for table in page.get("TableNames", []):
-            if table != MARKER_TABLE:
+            if table != marker_table(session.config):
                 facts[f"table {table}"] = _table(dynamodb, table)
     s3 = session.client("s3")
     for bucket in sorted(b["Name"] for b in s3.list_buckets().get("Buckets", [])):

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from flamingock_provider.core.rehearsal import Facts
-from flamingock_provider.core.targets import MARKER_TABLE, TargetSession
+from flamingock_provider.core.targets import TargetSession, marker_table
 
 _IGNORED_OPTIONS = frozenset({"validator", "viewOn", "pipeline", "uuid"})
 
@@ -21,7 +21,7 @@ def snapshot_mongo(session: TargetSession) -> Facts:
     facts: dict[str, dict[str, Any]] = {}
     for info in sorted(database.list_collections(), key=lambda i: str(i["name"])):
         name = str(info["name"])
-        if name.startswith("system.") or name == MARKER_TABLE:
+        if name.startswith("system.") or name == marker_table(session.config):
             continue
         options = dict(info.get("options") or {})
         if info.get("type") == "view":

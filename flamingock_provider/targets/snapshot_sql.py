@@ -12,7 +12,8 @@ import sqlite3
 from typing import Any
 
 from flamingock_provider.core.rehearsal import Facts
-from flamingock_provider.core.targets import MARKER_TABLE, TargetSession
+from flamingock_provider.core.targets import TargetSession, marker_table
+from flamingock_provider.exceptions import ConfigurationError
 from flamingock_provider.targets.sql_reads import dialect_of_connection
 
 _URLS = {"sqlite": "sqlite://", "postgres": "postgresql+psycopg2://", "mysql": "mysql+mysqldb://"}
@@ -27,14 +28,16 @@ def snapshot_sql(session: TargetSession) -> Facts:
     dialect = "sqlite" if isinstance(native, sqlite3.Connection) else dialect_of_connection(native)
     url = _URLS.get(dialect or "")
     if url is None:
-        raise NotImplementedError(
-            f"target {session.config.name!r}: no snapshot for a {type(native).__name__} connection"
+        raise ConfigurationError(
+            f"target {session.config.name!r}: no rehearsal snapshot for a {type(native).__name__} connection; "
+            "rehearse on a SQLite, PostgreSQL or MySQL/MariaDB scratch connection"
         )
+    markers = marker_table(session.config).rsplit(".", 1)[-1].lower()  # markers_table: may name a schema
     engine = sqlalchemy.create_engine(url, creator=lambda: native, poolclass=StaticPool)
     facts: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
         inspector = sqlalchemy.inspect(conn)
-        tables = sorted(t for t in inspector.get_table_names() if t.lower() != MARKER_TABLE)
+        tables = sorted(t for t in inspector.get_table_names() if t.lower() != markers)
         reflected = _reflect(inspector, tables)
         for table in tables:
             facts[f"table {table}"] = _table(

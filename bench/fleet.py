@@ -7,8 +7,8 @@
 3. Store queries of ``status``/``plan`` of the whole fleet at 10 and 100 members (SQLite trace
    callback on the audit store's connections): the goal is a constant count.
 4. The Airflow run of the fleet DAG (``dag.test()`` on a migrated metadata DB: the session standalone
-   is not needed for a wall time), ``run_mode: task_per_stage``; the fleet DAG runs one mapped task per
-   member and wave whatever the run mode.
+   is not needed for a wall time), ``run_mode: task_per_stage``: each wave is a task group mapped over
+   its members (lock, plan, one task per stage, release: each member's task instances).
 
     python bench/fleet.py [--members 100] [--units 10] [--airflow-members 100] [--no-airflow]
 """

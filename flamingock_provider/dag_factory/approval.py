@@ -39,7 +39,9 @@ def approve_operator_class(pipeline: Pipeline) -> type[Any]:
     return FlamingockApproveOperator
 
 
-def approve_task(pipeline: Pipeline, pipeline_dir: str, after: BaseOperator, link: Link) -> BaseOperator | None:
+def approve_task(
+    pipeline: Pipeline, pipeline_dir: str, after: BaseOperator, link: Link, member: Any = None
+) -> BaseOperator | None:
     """Create the approve task after ``after`` (the plan task); None when the pipeline never asks."""
     if pipeline.approval.required is ApprovalRequired.NEVER:
         return None
@@ -48,6 +50,7 @@ def approve_task(pipeline: Pipeline, pipeline_dir: str, after: BaseOperator, lin
         task_id="approve",
         pipeline_dir=pipeline_dir,
         timeout_hours=pipeline.approval.timeout_hours,
+        member=member,
         doc_md=(
             f"Asks for approval (`approval.required: {pipeline.approval.required.value}`) when this run would "
             f"apply or undo a change that needs it; passes straight through otherwise. Waits up to "

@@ -120,7 +120,7 @@ def build_task_group(pipeline_dir: str | os.PathLike[str], *, group_id: str | No
 def _build_tasks(pipeline: Pipeline, pipeline_dir: str) -> None:
     """A fleet's waves of member tasks (``dag_factory/fleet.py``), or the pipeline's own tasks."""
     if pipeline.fleet is not None:
-        build_fleet_tasks(pipeline, pipeline_dir)
+        build_fleet_tasks(pipeline, pipeline_dir, lambda m: _PipelineTasks(pipeline, pipeline_dir, member=m).build())
     else:
         _PipelineTasks(pipeline, pipeline_dir).build()
 
@@ -136,7 +136,9 @@ def _dag_arguments(pipeline: Pipeline, overrides: dict[str, Any]) -> dict[str, A
     overrides = dict(overrides)
     tags = {"flamingock", *pipeline.tags, *overrides.pop("tags", ())}
     params = {
-        **trigger_params([u.id for u in pipeline.units], rehearse=bool(pipeline.rehearsal_scratch)),
+        **trigger_params(
+            [u.id for u in pipeline.units], rehearse=bool(pipeline.rehearsal_scratch) and pipeline.fleet is None
+        ),
         **overrides.pop("params", {}),
     }
     arguments: dict[str, Any] = {
@@ -206,19 +208,27 @@ class _PipelineTasks:
 
     pipeline: Pipeline
     pipeline_dir: str
+    member: Any = None  # in a fleet's wave group: the group's mapped argument (every task runs for it)
     stages: dict[str, _StageTasks] = field(default_factory=dict)
 
-    def build(self) -> None:
+    def build(self) -> list[BaseOperator]:
+        """Create the tasks; return the ones a fleet's next wave and report follow (complete, release)."""
         lock = self._lock()
-        plan = FlamingockPlanOperator(task_id="plan", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id)
+        plan = FlamingockPlanOperator(
+            task_id="plan", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id, member=self.member
+        )
         _link([lock], plan)
-        approve = approve_task(self.pipeline, self.pipeline_dir, plan, _link)
+        approve = approve_task(self.pipeline, self.pipeline_dir, plan, _link, member=self.member)
         task_ids = unit_task_ids(self.pipeline)
         for stage in self.pipeline.stages:
             self.stages[stage.name] = self._stage(stage, lock.task_id, plan.task_id, task_ids)
             self._wire_stage(stage, approve or plan)
         undo = FlamingockUndoOperator(
-            task_id="undo", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id, check_only=True
+            task_id="undo",
+            pipeline_dir=self.pipeline_dir,
+            lock_task_id=lock.task_id,
+            check_only=True,
+            member=self.member,
         )
         _link([approve or plan], undo)
         undos = self._undo_stages(lock.task_id)
@@ -227,7 +237,9 @@ class _PipelineTasks:
             _link(list(dict.fromkeys([undo, before])), after)
         if approve is not None:
             read_approval_from(approve, [*self._writers(plan), undo, *undos.values()])
-        complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id)
+        # In a fleet the report after the waves emits the asset, once for the whole rollout.
+        outlets = {} if self.member is None else {"outlets": [], "member": self.member}
+        complete = FlamingockCompleteOperator(task_id="complete", pipeline_id=self.pipeline.id, **outlets)
         # The plan task skips what a run cannot do (the unit tasks find it by their plan_task_id).
         plan.rollback_task_ids = {name: t.rollback.task_id for name, t in self.stages.items()}
         plan.undo_task_id = undo.task_id
@@ -238,14 +250,15 @@ class _PipelineTasks:
         work += self._rehearse(plan)
         _link(work, complete)
         release = FlamingockReleaseOperator(
-            task_id="release", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id
+            task_id="release", pipeline_dir=self.pipeline_dir, lock_task_id=lock.task_id, member=self.member
         )
         _link([*work, complete], release)
         release.as_teardown(setups=lock)
+        return [complete, release]
 
     def _rehearse(self, plan: FlamingockPlanOperator) -> list[BaseOperator]:
         """The rehearse task after plan, where pipeline.yaml has ``rehearsal.scratch`` (SPEC §14)."""
-        if not self.pipeline.rehearsal_scratch:
+        if not self.pipeline.rehearsal_scratch or self.member is not None:  # a fleet rehearses on the CLI
             return []
         rehearse = FlamingockRehearseOperator(task_id="rehearse", pipeline_dir=self.pipeline_dir)
         _link([plan], rehearse)
@@ -267,10 +280,11 @@ class _PipelineTasks:
             wait_timeout_seconds=config.wait_timeout_seconds,
             poke_interval=config.poke_interval_seconds,
             mode=config.mode.value,
+            member=self.member,
         )
 
     def _stage(self, stage: Stage, lock_id: str, plan_id: str, task_ids: dict[str, str]) -> _StageTasks:
-        common = {"pipeline_dir": self.pipeline_dir, "lock_task_id": lock_id}
+        common = {"pipeline_dir": self.pipeline_dir, "lock_task_id": lock_id, "member": self.member}
         first_rule = "all_done" if stage.run_after_failure else "none_failed"
         with TaskGroup(group_id=stage_group_id(stage), tooltip=stage.description):
             if self.pipeline.run_mode is RunMode.TASK_PER_STAGE:
@@ -313,6 +327,7 @@ class _PipelineTasks:
                     trigger_rule="none_failed",
                     pipeline_dir=self.pipeline_dir,
                     lock_task_id=lock_id,
+                    member=self.member,
                     doc_md=f"Roll back stage `{stage.name}`'s changes in an undo run (after the newer stages').",
                 )
                 for stage in reversed(self.pipeline.stages)

@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from flamingock_provider.core.audit import RunInfo
+from flamingock_provider.core.fleet import member_pipeline, parse_members
 from flamingock_provider.core.lease import Lease
+from flamingock_provider.core.model import Member, Pipeline
 from flamingock_provider.core.plan import ACTION_RULES
 from flamingock_provider.exceptions import (
     ApprovalRequiredError,
@@ -75,6 +77,24 @@ def run_request(context: Context) -> RunRequest:
     return RunRequest(action, str(undo_to) if undo_to is not None else None)
 
 
+def member_json(member: Member) -> dict[str, Any]:
+    """A fleet member as a wave's task group maps it (its name and the connections of its targets)."""
+    return {
+        "name": member.name,
+        "targets": {name: {"conn_id": t.conn_id, "database": t.database} for name, t in member.targets.items()},
+    }
+
+
+def member_from_json(pipeline: Pipeline, data: Mapping[str, Any]) -> Member:
+    """Rebuild a member handed on by the fleet's members task, checked against the pipeline's targets again."""
+
+    problems: list[str] = []
+    members = parse_members([dict(data)], pipeline.targets, problems)
+    if problems or not members:
+        raise ConfigurationError(f"member {data.get('name')!r} handed on by the members task: {'; '.join(problems)}")
+    return members[0]
+
+
 def execution_id(dag_id: str, run_id: str) -> str:
     """Return the execution id every task of one DAG run shares."""
     return uuid.uuid5(_EXECUTION_NAMESPACE, f"{dag_id}/{run_id}").hex
@@ -115,10 +135,22 @@ def _approval(context: Context) -> dict[str, str | None]:
     approve_task_id = getattr(context.get("task"), "approve_task_id", None)
     if not approve_task_id:
         return {}
-    answer = context["ti"].xcom_pull(task_ids=approve_task_id)
+    answer = pull(context, approve_task_id)
     if not isinstance(answer, dict) or not answer.get("approved_by"):
         return {}
     return {"approved_by": str(answer["approved_by"]), "approval_note": str(answer.get("approval_note") or "")}
+
+
+def pull(context: Context, task_id: str, key: str = "return_value") -> Any:
+    """An XCom of an earlier task of this run: in a fleet's wave group, the one of this task's member.
+
+    A task mapped in a task group pulls every map index of a task in the same group unless told which.
+    """
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    if map_index is not None and map_index >= 0:
+        return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=map_index)
+    return ti.xcom_pull(task_ids=task_id, key=key)
 
 
 def _triggered_by(context: Context) -> str:
@@ -186,13 +218,21 @@ def _pipeline_paths(pipeline_dir: str, folder: Path) -> tuple[str, str]:
 
 
 class FlamingockTaskMixin:
-    """Pipeline folder, hook, audit identity and renderer for a Flamingock operator or sensor."""
+    """Pipeline folder, hook, audit identity and renderer for a Flamingock operator or sensor.
+
+    In a fleet's wave group (SPEC §13) a task also has a ``member``: the task group's mapped
+    argument at parse time, one member's JSON (:func:`member_json`) once Airflow has rendered the
+    task for its map index. :meth:`workspace` then scopes everything to that member: its targets, its
+    audit trail and its lease ``<pipeline>@<member>``.
+    """
 
     pipeline_dir: str  # absolute, as seen where the DAG was parsed
     pipeline_ref: str  # relative to the DAG file's folder (POSIX), or absolute when outside it
     approve_task_id: str | None = None  # the run's approve task, whose answer the audit entries carry
+    member: Any = None  # a fleet member (see the class doc); None outside a fleet
 
-    def _init_pipeline(self, pipeline_dir: str | os.PathLike[str]) -> None:
+    def _init_pipeline(self, pipeline_dir: str | os.PathLike[str], member: Any = None) -> None:
+        self.member = member
         folder = self._dag_folder() or caller_folder()
         self.pipeline_dir, self.pipeline_ref = _pipeline_paths(os.fspath(pipeline_dir), folder)
 
@@ -215,6 +255,28 @@ class FlamingockTaskMixin:
     def hook(self, context: Context) -> FlamingockHook:
         return FlamingockHook(self.resolve_pipeline_dir(context))
 
+    @contextmanager
+    def workspace(self, context: Context) -> Iterator[Workspace]:
+        """Open this task's workspace: the pipeline's, or its fleet member's (see the class doc)."""
+        with self.hook(context).workspace() as ws:
+            member = self.fleet_member(context, ws.pipeline)
+            yield ws if member is None else ws.for_member(member)
+
+    def scoped_pipeline(self, context: Context) -> Pipeline:
+        """This task's pipeline as its member sees it (the pipeline itself outside a fleet)."""
+        pipeline = self.hook(context).pipeline
+        member = self.fleet_member(context, pipeline)
+        return pipeline if member is None else member_pipeline(pipeline, member)
+
+    def fleet_member(self, context: Context, pipeline: Pipeline) -> Member | None:
+        """The member this task runs for, checked against the pipeline's targets; None outside a fleet."""
+        data = self.member
+        if data is None:
+            return None
+        if not isinstance(data, Mapping) and hasattr(data, "resolve"):
+            data = data.resolve(context)  # unrendered: a failure callback run outside the worker
+        return member_from_json(pipeline, data)
+
     def renderer(self, context: Context) -> StringRenderer:
         """Render payload strings and ``when:`` with Airflow's sandboxed Jinja and the task context."""
         env = self.get_template_env()  # type: ignore[attr-defined]
@@ -225,7 +287,7 @@ class FlamingockTaskMixin:
         return render
 
     def lease_token(self, context: Context, lock_task_id: str) -> int | None:
-        token = context["ti"].xcom_pull(task_ids=lock_task_id)
+        token = pull(context, lock_task_id)
         return int(token) if token is not None else None
 
     def adopt_lease(self, context: Context, ws: Workspace, lock_task_id: str, handed: int | None = None) -> Lease:

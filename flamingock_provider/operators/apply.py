@@ -23,6 +23,7 @@ from flamingock_provider.exceptions import BlockedError, UsageError
 from flamingock_provider.operators._common import (
     FlamingockTaskMixin,
     airflow_errors,
+    pull,
     run_info,
     run_request,
 )
@@ -45,6 +46,7 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
     :param plan_task_id: the plan task whose decisions this task uses; None: read the audit state.
     """
 
+    template_fields: Sequence[str] = ("member",)  # a fleet member: the wave group's mapped argument
     ui_color = "#e6f4ea"
 
     def __init__(
@@ -55,6 +57,7 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
         stage: str | None = None,
         lock_task_id: str | None = None,
         plan_task_id: str | None = None,
+        member: Any = None,
         **kwargs: Any,
     ) -> None:
         if (unit_id is None) == (stage is None):
@@ -63,7 +66,7 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
         callbacks = kwargs.pop("on_failure_callback", None) or []
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         super().__init__(on_failure_callback=[*callbacks, record_interrupted_unit], **kwargs)
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
         self.unit_id = unit_id
         self.stage = stage
         self.lock_task_id = lock_task_id
@@ -82,7 +85,7 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
         request = run_request(context)
         if not action_rule(request.action).applies:
             raise AirflowSkipException(f"action is {request.action!r}: no change is applied")
-        with airflow_errors(), self.hook(context).workspace() as ws:
+        with airflow_errors(), self.workspace(context) as ws:
             stage, units = self._units(ws.pipeline)
             pushed = self._pushed(context, stage)
             if pushed and hinted_done(units, decisions_from_xcom(units, pushed)):  # a hint may skip, never run
@@ -111,7 +114,7 @@ class FlamingockApplyOperator(FlamingockTaskMixin, BaseOperator):
         """What the plan task pushed for this stage, on a first try only (a retry decides afresh)."""
         if self.plan_task_id is None or (context["ti"].try_number or 1) > 1:
             return None
-        pushed = context["ti"].xcom_pull(task_ids=self.plan_task_id, key=stage_key(stage.name))
+        pushed = pull(context, self.plan_task_id, stage_key(stage.name))
         return dict(pushed) if pushed else None
 
 

@@ -43,10 +43,12 @@ class FlamingockApproveOperator(FlamingockTaskMixin, ApprovalOperator):
     :param timeout_hours: how long to wait for an answer (fractions allowed); then the task fails.
     """
 
-    template_fields = ()  # subject and body are built at run time from the plan; never Jinja (SQL has braces)
+    template_fields = ("member",)  # subject and body are built at run time from the plan; never Jinja (SQL has braces)
     ui_color = "#fce8e6"
 
-    def __init__(self, *, pipeline_dir: str | os.PathLike[str], timeout_hours: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *, pipeline_dir: str | os.PathLike[str], timeout_hours: float, member: Any = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(
             subject="Approve this Flamingock run",
@@ -62,14 +64,14 @@ class FlamingockApproveOperator(FlamingockTaskMixin, ApprovalOperator):
             },
             **kwargs,
         )
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
 
     def execute(self, context: Context) -> Any:
         request = run_request(context)
         if request.action == "plan":
             self.log.info("action is 'plan': nothing is applied, nothing to approve")
             return {"asked": False}
-        with airflow_errors(), self.hook(context).workspace() as ws:
+        with airflow_errors(), self.workspace(context) as ws:
             gated, body = self._plan(context, ws, request.action, request.undo_to)
         if not gated:
             self.log.info("nothing this run would %s needs approval: going on without asking", request.action)

@@ -38,7 +38,7 @@ def record_interrupted_unit(context: Context) -> None:
         + (f": {type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else "")
     )
     try:
-        with task.hook(context).workspace() as ws:
+        with task.workspace(context) as ws:
             holder = ws.leases.current(ws.pipeline.audit_key)
             if holder is not None and holder.owner != run_owner(context):
                 log.error("lease of %s is held by %s: audit entries left as they are", ws.pipeline.id, holder.owner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator, get_parsing_context
@@ -34,13 +35,15 @@ class FlamingockCompleteOperator(BaseOperator):
     :param pipeline_id: the pipeline whose asset the task emits.
     """
 
+    template_fields: Sequence[str] = ("member",)  # in a fleet's wave group: names the map index
     ui_color = "#ceead6"
 
-    def __init__(self, *, pipeline_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, pipeline_id: str, member: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "none_failed")
         given = "outlets" in kwargs
         super().__init__(**kwargs)
         self.pipeline_id = pipeline_id
+        self.member = member
         # Building an Asset with a URI makes Airflow import every provider's asset handlers (about
         # 0.3 s): a worker that re-parsed the DAG file for another task does not need the outlet.
         if not given and not _parsed_for_another_task(self.task_id):

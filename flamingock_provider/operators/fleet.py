@@ -1,65 +1,42 @@
-"""A fleet's tasks (SPEC §10, §13): resolve the members when the run starts, one mapped task per wave, a report.
+"""A fleet's own tasks (SPEC §10, §13): resolve the members when the run starts, hand each wave its list, report.
+
+The work of each member is the pipeline's usual tasks (lock, plan, stages, release) in the wave's task
+group, mapped over the wave's members (``dag_factory/fleet.py``); these tasks frame them:
 
 - ``members`` reads the member list (inline, or the Airflow Variable: at run time, never at parse time),
   splits it into the declared waves and pushes one list per wave (XCom key ``wave_<n>``).
-- ``members`` of each wave (its TaskGroup) hands that wave's list on: Airflow maps only over a
-  task's return value.
-- ``member`` (one per wave, mapped over that wave's members, its map index named after the member)
-  runs one member's action under that member's own lease ``<pipeline>@<member>``: apply (plan,
-  stages, compensation: the engine's run), plan, or undo. It pushes its outcome (key ``outcome``)
-  before it fails, so the report can tell a failed member from one that never started.
-- ``report`` (after every wave, whatever happened) fails the run naming the members that failed,
-  were blocked, or were never started because an earlier wave failed under ``on_error: halt``.
+- ``wave_<n>_members`` hands that wave's list on: Airflow maps a task group only over a task's return value.
+- ``report`` (after every wave, whatever happened) fails the run naming the members that failed, were
+  blocked, or never started because an earlier wave failed under ``on_error: halt``; after an apply in
+  which every member succeeded it emits the pipeline's asset, once for the whole rollout.
 """
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
-from flamingock_provider.core.fleet import parse_members, split_waves
-from flamingock_provider.core.model import Member, Pipeline
-from flamingock_provider.exceptions import ConfigurationError
-from flamingock_provider.fleet_commands import member_outcome
-from flamingock_provider.operators._common import (
-    FlamingockTaskMixin,
-    airflow_errors,
-    run_info,
-    run_owner,
-    run_request,
-)
+from flamingock_provider.core.fleet import split_waves
+from flamingock_provider.core.plan import action_rule
+from flamingock_provider.operators._common import FlamingockTaskMixin, airflow_errors, member_json, run_request
+from flamingock_provider.operators.complete import pipeline_asset
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from flamingock_provider.core.workspace import Workspace
-
-OUTCOME_KEY = "outcome"
-
 
 def wave_key(number: int) -> str:
+    """The wave's task group id, and the XCom key of its member list."""
     return f"wave_{number}"
 
 
-def member_json(member: Member) -> dict[str, Any]:
-    """A member as the XCom of the ``members`` task carries it (the targets it maps, by connection)."""
-    return {
-        "name": member.name,
-        "targets": {name: {"conn_id": t.conn_id, "database": t.database} for name, t in member.targets.items()},
-    }
-
-
-def member_from_json(pipeline: Pipeline, data: Mapping[str, Any]) -> Member:
-    """Rebuild a member pushed by the ``members`` task, checked against the pipeline's targets again."""
-    problems: list[str] = []
-    members = parse_members([dict(data)], pipeline.targets, problems)
-    if problems or not members:
-        raise ConfigurationError(f"member {data.get('name')!r} handed on by the members task: {'; '.join(problems)}")
-    return members[0]
+def wave_members_task_id(number: int) -> str:
+    return f"{wave_key(number)}_members"
 
 
 class FlamingockFleetMembersOperator(FlamingockTaskMixin, BaseOperator):
@@ -87,7 +64,7 @@ class FlamingockFleetMembersOperator(FlamingockTaskMixin, BaseOperator):
 
 
 class FlamingockWaveOperator(BaseOperator):
-    """Hand one wave its members (what its member task maps over): the members task's list for the wave."""
+    """Hand one wave its members (what its task group maps over): the members task's list for the wave."""
 
     ui_color = "#fff4e5"
 
@@ -101,109 +78,111 @@ class FlamingockWaveOperator(BaseOperator):
         members = context["ti"].xcom_pull(task_ids=self.members_task_id, key=wave_key(self.wave))
         if members is None:
             raise AirflowFailException(f"the members task handed wave {self.wave} no member list; see its log")
+        self.log.info("wave %d: %s", self.wave, ", ".join(m["name"] for m in members) or "(no member)")
         return list(members)
 
 
-class FlamingockMemberOperator(FlamingockTaskMixin, BaseOperator):
-    """Run the run's action for one fleet member (mapped: one task instance per member of a wave)."""
-
-    ui_color = "#e6f4ea"
-    template_fields: Sequence[str] = ()
-
-    def __init__(self, *, pipeline_dir: str | os.PathLike[str], member: Any, wave: int, **kwargs: Any) -> None:
-        kwargs.setdefault("retries", 0)
-        super().__init__(**kwargs)
-        self._init_pipeline(pipeline_dir)
-        self.member = member
-        self.wave = wave
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        request = run_request(context)
-        with airflow_errors(), self.hook(context).workspace() as ws:
-            member = member_from_json(ws.pipeline, self.member)
-            if request.action == "plan":
-                return self._plan(ws, member)
-            undo_to = request.undo_to if request.action == "undo" else None
-            row = member_outcome(ws, member, lambda scoped: self._run(context, scoped, undo_to))
-        row = {
-            k: v for k, v in row.items() if k in ("member", "applied", "rolled_back", "skipped", "failed", "blocked")
-        }
-        context["ti"].xcom_push(key=OUTCOME_KEY, value=row)
-        if row.get("failed"):
-            change = row["failed"]["id"]
-            raise AirflowFailException(
-                f"member {member.name!r}: {'change ' + repr(change) if change else 'before its first change'} "
-                f"failed: {row['failed']['error']}"
-            )
-        if row.get("blocked"):
-            b = row["blocked"]
-            raise AirflowFailException(
-                f"member {member.name!r}: change {b['id']!r} is blocked: {b['reason']}; {b['fix']}"
-            )
-        return row
-
-    def _run(self, context: Context, ws: Workspace, undo_to: str | None) -> dict[str, Any]:
-        """The member's apply (``undo_to``: its undo) under its own lease, owned by this DAG run."""
-        from flamingock_provider.core.workspace import holding
-
-        ws.check_connections()
-        with holding(ws, run_owner(context)) as lease:
-            engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))
-            return (engine.undo(undo_to) if undo_to is not None else engine.apply()).to_json()
-
-    def _plan(self, ws: Workspace, member: Member) -> dict[str, Any]:
-        scoped = ws.for_member(member)
-        snapshot, holder = scoped.observe()
-        decisions = scoped.engine().plan(snapshot, live_token=holder.token if holder else None)
-        lines = [f"{d.unit.id}: {d.action.value}" + (f" ({d.reason})" if d.reason else "") for d in decisions]
-        self.log.info("plan of member %s:\n  %s", member.name, "\n  ".join(lines))
-        pending = [d.unit.id for d in decisions if d.action.value == "apply"]
-        if not pending:
-            raise AirflowSkipException(f"member {member.name!r}: nothing to apply")
-        return {"member": member.name, "pending": pending}
-
-
 class FlamingockFleetReportOperator(BaseOperator):
-    """The run's last task: fail naming the members that failed, were blocked, or never started."""
+    """The run's last task: fail naming the members that failed, were blocked, or never started.
+
+    It reads the run's finished task instances (Airflow's breadcrumbs: task id, map index, state) once,
+    and each member's plan (which names the blocked changes); a member is the map index of its wave's
+    task group.
+    """
 
     ui_color = "#fde7e9"
 
-    def __init__(self, *, members_task_id: str, member_task_ids: Sequence[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *, pipeline_id: str, members_task_id: str, waves: int, dir_hint: str = "DIR", **kwargs: Any
+    ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         kwargs.setdefault("retries", 0)
+        given = "outlets" in kwargs
         super().__init__(**kwargs)
+        self.pipeline_id = pipeline_id
         self.members_task_id = members_task_id
-        self.member_task_ids = list(member_task_ids)
+        self.waves = waves
+        self.dir_hint = dir_hint
+        if not given:
+            self.outlets = [pipeline_asset(pipeline_id)]
 
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
-        names = ti.xcom_pull(task_ids=self.members_task_id)
-        if names is None:
-            raise AirflowFailException("the members task handed on no member list; see its log")
-        outcomes: dict[str, Mapping[str, Any]] = {}
-        for task_id in self.member_task_ids:
-            for row in _values(ti.xcom_pull(task_ids=task_id, key=OUTCOME_KEY)):
-                outcomes[row["member"]] = row
-        failed = [n for n in names if (outcomes.get(n) or {}).get("failed")]
-        blocked = [n for n in names if (outcomes.get(n) or {}).get("blocked")]
         action = run_request(context).action
-        missing = [] if action == "plan" else [n for n in names if n not in outcomes]
+        waves = [ti.xcom_pull(task_ids=self.members_task_id, key=wave_key(n)) for n in range(1, self.waves + 1)]
+        if waves and waves[0] is None:
+            raise AirflowFailException("the members task handed on no member list; see its log")
+        finished = self._finished(ti)
+        failed: dict[str, list[str]] = {}
+        blocked: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for number, wave in enumerate(waves, start=1):
+            group = f"{wave_key(number)}."
+            plans = {row.get("member"): row for row in _values(ti.xcom_pull(task_ids=f"{group}plan"))}
+            for index, data in enumerate(wave or []):
+                name = data["name"]
+                states = finished.get((number, index))
+                if not states:
+                    missing.append(name)
+                    continue
+                failures = [task_id[len(group) :] for task_id, state in states if state == "failed"]
+                stuck = list((plans.get(name) or {}).get("blocked") or [])
+                if failures and stuck:
+                    blocked[name] = stuck
+                elif failures:
+                    failed[name] = failures
+        names = [data["name"] for wave in waves for data in (wave or [])]
+        self.log.info(
+            "fleet %s of %d member(s): %d failed, %d blocked, %d not run",
+            action,
+            len(names),
+            len(failed),
+            len(blocked),
+            len(missing),
+        )
         if failed or blocked or missing:
-            parts = [f"failed: {', '.join(failed)}"] if failed else []
-            parts += [f"blocked: {', '.join(blocked)}"] if blocked else []
+            parts = (
+                ["failed: " + ", ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items())]
+                if failed
+                else []
+            )
             parts += (
-                [f"not run (an earlier wave failed, or its task did not finish): {', '.join(missing)}"]
+                [
+                    "blocked: "
+                    + ", ".join(f"{name} (change {', '.join(ids)})" for name, ids in blocked.items())
+                    + f"; see `flamingock status {self.dir_hint} --member NAME` for the fix command"
+                ]
+                if blocked
+                else []
+            )
+            parts += (
+                [f"not run (an earlier wave failed, or its tasks did not finish): {', '.join(missing)}"]
                 if missing
                 else []
             )
-            raise AirflowFailException(f"fleet {action}: " + "; ".join(parts) + "; see each member's task log")
-        return {"members": len(names), "action": action}
+            raise AirflowFailException(f"fleet {action}: " + "; ".join(parts) + "; see each member's task logs")
+        if not action_rule(action).emits_asset:
+            self.outlets = []  # Airflow records an event for each outlet of a task that succeeds
+        return {"pipeline": self.pipeline_id, "action": action, "members": names}
+
+    def _finished(self, ti: Any) -> dict[tuple[int, int], list[tuple[str, str]]]:
+        """(wave, map index) -> [(task id, state)] of the run's finished task instances in the wave groups."""
+        found: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
+        for crumb in ti.get_task_breadcrumbs(dag_id=ti.dag_id, run_id=ti.run_id):
+            task_id, map_index = str(crumb["task_id"]), int(crumb["map_index"])
+            head, _, rest = task_id.partition(".")
+            if map_index < 0 or not rest or not head.startswith("wave_") or not head[5:].isdigit():
+                continue
+            found[(int(head[5:]), map_index)].append((task_id, str(crumb["state"])))
+        return found
 
 
 def _values(pulled: Any) -> list[Mapping[str, Any]]:
-    """The outcomes one mapped task pushed (a lazy sequence over its map indexes, or one value)."""
+    """The values one mapped task pushed (a lazy sequence over its map indexes, or one value)."""
     if pulled is None:
         return []
     if isinstance(pulled, Mapping):
         return [pulled]
-    return [row for row in pulled if isinstance(row, Mapping)]
+    if isinstance(pulled, Sequence) or hasattr(pulled, "__iter__"):
+        return [row for row in pulled if isinstance(row, Mapping)]
+    return []

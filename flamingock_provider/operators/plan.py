@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, SkipMixin
+from airflow.sdk.exceptions import DownstreamTasksSkipped
 
 from flamingock_provider.core.model import ChangeUnit, NextAction, Pipeline
 from flamingock_provider.core.plan import Decision, Skips, action_rule
@@ -95,6 +96,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
     :param rehearse_task_id: the rehearse task, where the pipeline has one.
     """
 
+    template_fields: Sequence[str] = ("member",)  # a fleet member: the wave group's mapped argument
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -106,10 +108,11 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
         undo_task_id: str | None = None,
         undo_stage_task_ids: Mapping[str, str] | None = None,
         rehearse_task_id: str | None = None,
+        member: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
         self.lock_task_id = lock_task_id
         self.rollback_task_ids = dict(rollback_task_ids or {})
         self.undo_task_id = undo_task_id
@@ -118,7 +121,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
 
     def execute(self, context: Context) -> dict[str, Any]:
         request = run_request(context)
-        with airflow_errors(), self.hook(context).workspace() as ws:
+        with airflow_errors(), self.workspace(context) as ws:
             engine = ws.engine(run=run_info(context), renderer=self.renderer(context))
             decisions = engine.plan(engine.snapshot())
             details = plan_details(ws.pipeline, decisions, targets=open_target, renderer=self.renderer(context))
@@ -139,6 +142,7 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             context["ti"].xcom_push(key=stage_key(stage.name), value=decisions_to_xcom(mine, details) | handed)
         summary = {
             "action": request.action,
+            "member": ws.pipeline.member,
             "apply": [d.unit.id for d in decisions if d.action is NextAction.APPLY],
             "blocked": [d.unit.id for d in decisions if d.action is NextAction.BLOCKED],
             "undo": undo,
@@ -149,8 +153,14 @@ class FlamingockPlanOperator(FlamingockTaskMixin, BaseOperator, SkipMixin):
             return summary
         context["ti"].xcom_push(key="return_value", value=summary)  # skip() ends execute by raising
         self.log.info("skipping %d task(s) with nothing to do in this run: %s", len(idle), ", ".join(idle))
+        map_index = context["ti"].map_index
+        if map_index is not None and map_index >= 0:
+            # A fleet member's plan (a wave's task group is mapped over its members): skip this member's
+            # task instances only. SkipMixin.skip() would leave mapped tasks to NotPreviouslySkippedDep,
+            # which reads the skip list of a direct parent only, under map index -1 for a task in a group.
+            raise DownstreamTasksSkipped(tasks=[(task_id, map_index) for task_id in idle])
         self.skip(context["ti"], [self.dag.get_task(task_id) for task_id in idle])
-        return summary  # a mapped plan task (map index >= 0) records the skip and returns
+        return summary
 
     def idle_task_ids(self, pipeline: Pipeline, skips: Skips) -> list[str]:
         """Task ids of this run that cannot do anything, in the DAG's order."""

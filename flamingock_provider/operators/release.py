@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -23,11 +24,14 @@ class FlamingockReleaseOperator(FlamingockTaskMixin, BaseOperator):
     :param lock_task_id: the lock sensor whose lease token (XCom) this task releases.
     """
 
+    template_fields: Sequence[str] = ("member",)  # a fleet member: the wave group's mapped argument
     ui_color = "#f1f3f4"
 
-    def __init__(self, *, pipeline_dir: str | os.PathLike[str], lock_task_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, pipeline_dir: str | os.PathLike[str], lock_task_id: str, member: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
         self.lock_task_id = lock_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -36,7 +40,7 @@ class FlamingockReleaseOperator(FlamingockTaskMixin, BaseOperator):
             raise AirflowSkipException(
                 f"no lease was taken by {self.lock_task_id} (action plan, or it never ran): nothing to release"
             )
-        with airflow_errors(), self.hook(context).workspace() as ws:
+        with airflow_errors(), self.workspace(context) as ws:
             lease = ws.lease(run_owner(context))
             lease.token = token
             released = lease.release()

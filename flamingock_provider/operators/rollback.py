@@ -7,6 +7,7 @@ the ``on_failure`` scope, what stays for other stages' rollback tasks).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -34,6 +35,7 @@ class FlamingockRollbackOperator(FlamingockTaskMixin, BaseOperator):
     :param lock_task_id: the lock sensor whose lease this task adopts; None: take the lease itself.
     """
 
+    template_fields: Sequence[str] = ("member",)  # a fleet member: the wave group's mapped argument
     ui_color = "#fce8e6"
 
     def __init__(
@@ -42,12 +44,13 @@ class FlamingockRollbackOperator(FlamingockTaskMixin, BaseOperator):
         pipeline_dir: str | os.PathLike[str],
         stage: str | None = None,
         lock_task_id: str | None = None,
+        member: Any = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", "one_failed")
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
         self.stage = stage
         self.lock_task_id = lock_task_id
 
@@ -57,7 +60,7 @@ class FlamingockRollbackOperator(FlamingockTaskMixin, BaseOperator):
             raise AirflowSkipException(f"action is {request.action!r}: nothing to compensate")
         run = run_info(context)
         where = f" in stage {self.stage!r}" if self.stage else ""
-        with airflow_errors(), self.hook(context).workspace() as ws:
+        with airflow_errors(), self.workspace(context) as ws:
             probe = ws.engine(run=run)  # this run's own entries: its unit tasks have all ended
             if not probe.failures_of_this_run(probe.snapshot(), self.stage):
                 raise AirflowSkipException(f"no change of this run failed{where}: nothing to compensate")

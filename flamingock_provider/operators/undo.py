@@ -36,7 +36,7 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
         rolls back; skipped when there is nothing to undo.
     """
 
-    template_fields = ("undo_to",)
+    template_fields = ("undo_to", "member")
     ui_color = "#fef7e0"
 
     def __init__(
@@ -47,11 +47,12 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
         lock_task_id: str | None = None,
         stage: str | None = None,
         check_only: bool = False,
+        member: Any = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
         self.undo_to = undo_to
         self.lock_task_id = lock_task_id
         self.stage = stage
@@ -64,7 +65,7 @@ class FlamingockUndoOperator(FlamingockTaskMixin, BaseOperator):
         target = self.undo_to or request.undo_to
         with (
             airflow_errors(),
-            self.hook(context).workspace() as ws,
+            self.workspace(context) as ws,
             self.run_lease(context, ws, self.lock_task_id) as lease,
         ):
             engine = ws.engine(lease=lease, run=run_info(context), renderer=self.renderer(context))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
     :param mode: ``poke``, ``reschedule`` or ``deferrable``; default ``lock.mode``.
     """
 
+    template_fields: Sequence[str] = ("member",)  # a fleet member: the wave group's mapped argument
     ui_color = "#fff4e5"
 
     def __init__(
@@ -57,11 +59,12 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         wait_timeout_seconds: float | None = None,
         poke_interval: float | None = None,
         mode: str | None = None,
+        member: Any = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(mode=sensor_mode(mode or LockMode.RESCHEDULE), **kwargs)
-        self._init_pipeline(pipeline_dir)
+        self._init_pipeline(pipeline_dir, member)
         given = None not in (wait_timeout_seconds, poke_interval, mode)
         lock = LockConfig() if given else cached_pipeline(self.pipeline_dir).lock
         self.requested_mode = LockMode(mode or lock.mode).value
@@ -72,6 +75,9 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         action = run_request(context).action  # fails at once on an undo without undo_to
+        if self.member is not None:  # a fleet member: one of its own connections missing fails it alone, first
+            with airflow_errors(), self.workspace(context) as ws:
+                ws.check_connections()
         if not action_rule(action).takes_lease:
             # Passes through (SPEC §10): Airflow requires a setup's next task to run all_success, so a
             # skipped lock would skip the plan task too. The release task ends skipped instead.
@@ -98,7 +104,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         remaining = started_at + float(self.timeout) - time.time()
         if remaining <= 0:
             raise AirflowSensorTimeout(self._timeout_message(context))
-        pipeline = self.hook(context).pipeline
+        pipeline = self.scoped_pipeline(context)
         trigger = FlamingockLockTrigger.for_pipeline(
             pipeline.audit,
             pipeline.lock,
@@ -112,7 +118,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=remaining + 60))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        with airflow_errors(), self.hook(context).workspace() as ws:
+        with airflow_errors(), self.workspace(context) as ws:
             lease = ws.lease(run_owner(context))
             info = lease.try_acquire()
             if info is not None:
@@ -133,7 +139,7 @@ class FlamingockLockSensor(FlamingockTaskMixin, BaseSensorOperator):
         return False
 
     def _timeout_message(self, context: Context) -> str:
-        with self.hook(context).workspace() as ws:
+        with self.workspace(context) as ws:
             holder = ws.leases.current(ws.pipeline.audit_key)
             key = ws.pipeline.audit_key
         owner = holder.owner if holder else None

@@ -57,13 +57,23 @@ def test_a_fleet_rolls_out_on_a_real_airflow_and_a_member_added_later_applies_al
     run_id, state = airflow.run_pipeline("flamingock_e2e_fleet", {"action": "apply", "undo_to": None})
     tis = airflow.task_instances("flamingock_e2e_fleet", run_id)
     assert state == "success", [(t["task_id"], t["rendered_map_index"], t["state"]) for t in tis]
-    mapped = {t["rendered_map_index"]: t["task_id"] for t in tis if t["map_index"] >= 0}
-    assert mapped == {"acme": "wave_1.member", "globex": "wave_2.member", "initech": "wave_2.member"}
+    locks = {t["rendered_map_index"]: t["task_id"] for t in tis if t["task_id"].endswith(".lock")}
+    assert locks == {"acme": "wave_1.lock", "globex": "wave_2.lock", "initech": "wave_2.lock"}
+    applies = sorted((t["task_id"], t["rendered_map_index"], t["state"]) for t in tis if ".main.apply_" in t["task_id"])
+    assert applies == [
+        *(("wave_1.main.apply_a", "acme", "success"), ("wave_1.main.apply_b", "acme", "success")),
+        *(("wave_2.main.apply_a", n, "success") for n in ("globex", "initech")),
+        *(("wave_2.main.apply_b", n, "success") for n in ("globex", "initech")),
+    ]
     assert [rows(tmp_path, n) for n in ("acme", "globex", "initech")] == [[1], [1], [1]]
 
     put_members(airflow, tmp_path, ["acme", "globex", "initech", "umbrella"], monkeypatch)
     run_id, state = airflow.run_pipeline("flamingock_e2e_fleet", {"action": "apply", "undo_to": None})
     assert state == "success", airflow.task_states("flamingock_e2e_fleet", run_id)
     assert rows(tmp_path, "umbrella") == [1] and rows(tmp_path, "acme") == [1]
+    tis = airflow.task_instances("flamingock_e2e_fleet", run_id)
+    ran = {(t["task_id"], t["map_index"]): t["state"] for t in tis if ".main.apply_" in t["task_id"]}
+    assert ran[("wave_2.main.apply_a", 2)] == "success"  # umbrella, the member added to the Variable
+    assert [ran[("wave_1.main.apply_a", 0)], ran[("wave_2.main.apply_b", 1)]] == ["skipped", "skipped"]
     assert len(commands.history(folder, member="acme")["entries"]) == 4  # applied once, in the first run
     assert {e["member"] for e in commands.history(folder, member="umbrella")["entries"]} == {"umbrella"}

@@ -18,6 +18,7 @@ import pytest
 from flamingock_provider import commands
 from flamingock_provider.cli.main import main
 from flamingock_provider.exceptions import UnknownMemberError, UsageError
+from tests.cli.test_fleet import sqlite_member as member
 from tests.conftest import write_tree
 
 UNITS = {
@@ -33,11 +34,6 @@ UNITS = {
     ),
 }
 NAMES = ("acme", "globex", "initech")
-
-
-def member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, Any]:
-    monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}_DB", f"sqlite:///{tmp_path / (name + '.db')}")
-    return {"name": name, "targets": {"app": f"{name}_db"}}
 
 
 def fleet(tmp_path: Path, members: list[dict[str, Any]] | None, extra: str = "") -> Path:

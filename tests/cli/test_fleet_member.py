@@ -36,12 +36,12 @@ UNITS = {
 NAMES = ("acme", "globex", "initech")
 
 
-def fleet(tmp_path: Path, members: list[dict[str, Any]] | None, extra: str = "") -> Path:
+def fleet(tmp_path: Path, members: list[dict[str, Any]] | None, extra: str = "", waves: str = "[rest]") -> Path:
     source = f"  members: {json.dumps(members)}\n" if members is not None else "  members_from: {variable: tenants}\n"
     yaml = (
         "targets:\n  app: {conn_id: acme_db}\ndefault_target: app\n"
         "lock: {poke_interval_seconds: 0.05, wait_timeout_seconds: 5}\n"
-        f"{extra}fleet:\n{source}  max_parallel: 2\n"
+        f"{extra}fleet:\n{source}  max_parallel: 2\n  waves: {waves}\n"
     )
     return write_tree(tmp_path / "tenants", {"pipeline.yaml": yaml, **UNITS})
 
@@ -216,7 +216,7 @@ def test_human_output_of_a_whole_fleet_counts_per_member_then_details_who_needs_
     assert main(["apply", d]) == 1
     out = capsys.readouterr().out
     assert "  acme: applied 2, skipped 0  ok" in out and "  globex: applied 0, skipped 0  FAILED" in out
-    assert "FAILED: member globex: change accounts:" in out
+    assert "FAILED: member globex: change accounts:" in out and "not started" not in out  # globex was in the last wave
     assert main(["apply", d]) == 4
     out = capsys.readouterr().out
     assert "  globex: applied 0, skipped 0  BLOCKED" in out and f"  fix: {fix}" in out
@@ -227,3 +227,16 @@ def test_human_output_of_a_whole_fleet_counts_per_member_then_details_who_needs_
         assert "BLOCKED: member globex: change accounts (" in out and f"  fix: {fix}" in out
     assert main(["status", d, "--member", "globex"]) == 0
     assert capsys.readouterr().out.startswith("member globex: pipeline tenants  lock: free\n")  # said once
+
+
+def test_a_failed_canary_says_which_members_did_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipe = fleet(tmp_path, [member(tmp_path, monkeypatch, n) for n in NAMES], waves="[1, rest]")
+    with sqlite3.connect(tmp_path / "acme.db") as conn:
+        conn.execute("CREATE TABLE accounts (x INT)")  # the canary's CREATE TABLE fails
+    assert main(["apply", str(pipe)]) == 1
+    out = capsys.readouterr().out
+    assert "  acme: applied 0, skipped 0  FAILED" in out and "FAILED: member acme: change accounts:" in out
+    assert "not started (halted after wave 1, on_error: halt): globex, initech" in out
+    assert tables(tmp_path, "globex") == [] and tables(tmp_path, "initech") == []

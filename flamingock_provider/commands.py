@@ -24,7 +24,14 @@ from flamingock_provider.core.lease import cli_owner
 from flamingock_provider.core.loader import validate_pipeline
 from flamingock_provider.core.plan import Decision
 from flamingock_provider.core.targets import TargetFactory
-from flamingock_provider.core.workspace import Workspace, cli_renderer, holding, new_run, open_workspace
+from flamingock_provider.core.workspace import (
+    Workspace,
+    cli_renderer,
+    holding,
+    member_view,
+    new_run,
+    open_workspace,
+)
 from flamingock_provider.exceptions import FlamingockError, UsageError
 from flamingock_provider.fleet_commands import apply_fleet, apply_member, fleet_matrix, lock_json
 
@@ -80,33 +87,42 @@ def _details(
 # -- commands ---------------------------------------------------------------------------------
 
 
-def validate(pipeline_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check a pipeline folder; list stages, units, risks, errors and warnings."""
+def validate(pipeline_dir: str | os.PathLike[str], *, member: str | None = None) -> dict[str, Any]:
+    """Parse and check a pipeline folder; list stages, units, risks, errors and warnings.
+
+    ``member``: a fleet member's view: risks and target warnings from that member's own connections
+    (their types, as validate reads them anyway), and ``member`` in the document. An invalid folder
+    is reported as it is (no member can be looked up in it).
+    """
     from flamingock_provider.targets.risk import pipeline_risks
 
     report = validate_pipeline(pipeline_dir)
     stages: list[dict[str, Any]] = []
     risks: list[dict[str, Any]] = []
     warnings = [{"file": i.file, "message": i.message} for i in report.warnings]
-    if report.pipeline is not None:
+    pipeline = report.pipeline
+    if pipeline is not None:
         from flamingock_provider.airflow_config import placement_notes
         from flamingock_provider.targets.sql_validate import sql_target_notes
 
-        stages = [{"name": s.name, "changes": [u.id for u in s.units]} for s in report.pipeline.stages]
-        assessed = pipeline_risks(report.pipeline)
+        if member is not None:
+            pipeline = member_view(pipeline, member)
+        stages = [{"name": s.name, "changes": [u.id for u in s.units]} for s in pipeline.stages]
+        assessed = pipeline_risks(pipeline)
         risks = [r.to_json() for r in assessed]
-        files = {u.id: u.source_file for u in report.pipeline.units}
+        files = {u.id: u.source_file for u in pipeline.units}
         warnings += [{"file": files[r.unit_id], "message": r.warning} for r in assessed if r.warning]
-        warnings += [{"file": i.file, "message": i.message} for i in sql_target_notes(report.pipeline)]
-        warnings += [{"file": i.file, "message": i.message} for i in placement_notes(report.pipeline)]
-    return {
+        warnings += [{"file": i.file, "message": i.message} for i in sql_target_notes(pipeline)]
+        warnings += [{"file": i.file, "message": i.message} for i in placement_notes(pipeline)]
+    doc = {
         "ok": not report.errors,
-        "pipeline": report.pipeline.id if report.pipeline else None,
+        "pipeline": pipeline.id if pipeline else None,
         "errors": [{"file": i.file, "message": i.message} for i in report.errors],
         "warnings": warnings,
         "stages": stages,
         "risks": risks,
     }
+    return doc if member is None else {**doc, "member": member}
 
 
 def status(pipeline_dir: str | os.PathLike[str], *, member: str | None = None) -> dict[str, Any]:
@@ -250,16 +266,20 @@ def rehearse(
     *,
     params: Mapping[str, Any] | None = None,
     owner: str | None = None,
+    member: str | None = None,
 ) -> dict[str, Any]:
     """Apply, undo and apply again the pending units on the ``scratch`` connections (target name -> conn id).
 
     ``scratch`` adds to pipeline.yaml's ``rehearsal.scratch``. The real targets, audit store and lease are never written (SPEC §14); ``ok`` is false when a rollback
     did not restore its target or the second apply differs from the first.
+    A fleet needs ``member``: the units pending for that member (its real trail) are rehearsed, and no
+    scratch connection may be a real connection of any member.
     """
     from flamingock_provider.core.rehearsing import rehearse_pipeline
 
     run = new_run(owner or cli_owner(), params)
-    return rehearse_pipeline(pipeline_dir, scratch, run=run, renderer=cli_renderer(run)).to_json()
+    doc = rehearse_pipeline(pipeline_dir, scratch, member=member, run=run, renderer=cli_renderer(run)).to_json()
+    return doc if member is None else {**doc, "member": member}
 
 
 def history(

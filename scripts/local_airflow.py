@@ -4,7 +4,8 @@ Everything lives in ``.airflow/`` (wiped at each start): the Airflow home, the D
 ``dags/``), the embedded audit store and the examples' targets, each a throwaway local server:
 ``warehouse_db`` a SQLite file, ``mongo_catalog`` SecantusDB (MongoDB wire protocol), ``aws_default``
 the moto server (DynamoDB and S3), ``kafka_default`` a Tansu broker, ``http_default`` a small HTTP API
-that answers ``200 {"ok": true}``. A target whose server is not installed is left out (its pipeline's
+that answers ``200 {"ok": true}``, ``flamingock_audit`` and the tenants fleet's ``tenant_<name>_db``
+SQLite files. A target whose server is not installed is left out (its pipeline's
 runs then fail naming the connection); the others work. Ports are free ones picked at start.
 
 Ctrl-C (SIGINT) or SIGTERM stops every process it started: Airflow's whole process group, then the
@@ -48,6 +49,7 @@ class Targets:
             ("aws_default (moto)", self._moto),
             ("kafka_default (Tansu)", self._kafka),
             ("http_default (HTTP API)", self._http),
+            ("flamingock_audit and tenant_*_db (SQLite files)", self._sqlite),
         ):
             try:
                 start()
@@ -89,6 +91,12 @@ class Targets:
         threading.Thread(target=server.serve_forever, name="http-api", daemon=True).start()
         self._stops.append(lambda: (server.shutdown(), server.server_close()))
         self.env["AIRFLOW_CONN_HTTP_DEFAULT"] = json.dumps(api.connection)
+
+    def _sqlite(self) -> None:
+        """The shared audit store (the events and tenants examples) and the tenants fleet's databases."""
+        self.env["AIRFLOW_CONN_FLAMINGOCK_AUDIT"] = f"sqlite:///{self.root / 'flamingock_audit.db'}"
+        for tenant in ("acme", "globex", "initech"):
+            self.env[f"AIRFLOW_CONN_TENANT_{tenant.upper()}_DB"] = f"sqlite:///{self.root / f'tenant_{tenant}.db'}"
 
     def stop(self) -> None:
         for stop in reversed(self._stops):

@@ -23,6 +23,13 @@ from flamingock_provider.cli.render_fleet import (
 from flamingock_provider.commandline import FIX_STATES
 from flamingock_provider.exceptions import ApprovalRequiredError, FlamingockError, PipelineValidationError
 
+# A whole fleet's document (no --member) per command; every other document is one pipeline's or member's.
+FLEET_RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "plan": render_fleet_matrix,
+    "status": render_fleet_matrix,
+    "apply": render_fleet_run,
+}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # usage errors exit 2 with our prefix
@@ -89,16 +96,10 @@ def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[
 
     d, m = args.pipeline_dir, args.member
     table: dict[str, Callable[[], tuple[dict[str, Any], Callable[[dict[str, Any]], str]]]] = {
-        "validate": lambda: (commands.validate(d), render.render_validate),
-        "plan": lambda: (
-            commands.plan(d, sql=args.sql, member=m),
-            fleet_aware(render.render_plan, render_fleet_matrix),
-        ),
-        "status": lambda: (commands.status(d, member=m), fleet_aware(render.render_status, render_fleet_matrix)),
-        "apply": lambda: (
-            commands.apply(d, args.until, member=m, approve=args.approve),
-            fleet_aware(render.render_run, render_fleet_run),
-        ),
+        "validate": lambda: (commands.validate(d, member=m), render.render_validate),
+        "plan": lambda: (commands.plan(d, sql=args.sql, member=m), render.render_plan),
+        "status": lambda: (commands.status(d, member=m), render.render_status),
+        "apply": lambda: (commands.apply(d, args.until, member=m, approve=args.approve), render.render_run),
         "history": lambda: (commands.history(d, args.change, member=m), render.render_history),
         "undo": lambda: (
             (commands.undo_plan(d, to=args.to, last=args.last, member=m), render.render_undo_plan)
@@ -107,10 +108,10 @@ def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], Callable[[dict[
         ),
         "fix": lambda: (commands.fix(d, args.change_id, args.as_, args.accept_checksum, member=m), render.render_fix),
         "unlock": lambda: (commands.unlock(d, args.force, member=m), render.render_unlock),
-        "rehearse": lambda: (commands.rehearse(d, scratch_mapping(args.scratch)), render_rehearsal),
+        "rehearse": lambda: (commands.rehearse(d, scratch_mapping(args.scratch), member=m), render_rehearsal),
     }
     doc, human = table[args.command]()
-    return doc, fleet_aware(human, human)
+    return doc, fleet_aware(human, FLEET_RENDERERS.get(args.command, human))
 
 
 def exit_code_of(command: str, doc: dict[str, Any]) -> int:

@@ -18,10 +18,10 @@ def render_fleet_run(doc: dict[str, Any]) -> str:
     for row in doc["members"]:
         outcome = "FAILED" if row["failed"] else "BLOCKED" if row["blocked"] else "ok"
         out.append(f"  {row['member']}: applied {len(row['applied'])}, skipped {len(row['skipped'])}  {outcome}")
-    if doc.get("halted_after_wave") is not None:
-        out.append(f"halted after wave {doc['halted_after_wave']} (on_error: halt)")
-    if doc.get("not_started"):
-        out.append(f"not started: {', '.join(doc['not_started'])}")
+    if doc.get("not_started"):  # a halt in the last wave stops nothing: said only when members were left out
+        halted = doc.get("halted_after_wave")
+        why = f" (halted after wave {halted}, on_error: halt)" if halted is not None else ""
+        out.append(f"not started{why}: {', '.join(doc['not_started'])}")
     for row in doc["members"]:
         if row["failed"]:
             change = row["failed"]["id"]

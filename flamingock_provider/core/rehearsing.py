@@ -5,7 +5,9 @@
 1. refuses before anything runs when a ``scratch`` name is no target, when a target a pending unit uses
    has no scratch connection, or when a scratch connection reaches a real target or the real audit
    store (same conn id, or same server and database / file / account: :mod:`targets.identity`; a real
-   target connection this environment cannot resolve is compared by conn id only, with a warning);
+   target connection this environment cannot resolve is compared by conn id only, with a warning); a
+   fleet is rehearsed for one member (its own trail and target settings), and every member's
+   connections are real targets;
 2. builds the pipeline again with only the scratch targets (a real target cannot even be named) and
    an embedded SQLite audit store in a temp folder, whose own lease fences the rehearsal's writes —
    the real pipeline's lease is never taken, so a rehearsal never blocks a production run;
@@ -58,7 +60,7 @@ from flamingock_provider.core.workspace import (
     new_run,
     open_workspace,
 )
-from flamingock_provider.exceptions import ConfigurationError, RehearsalRefusedError, UnitExecutionError
+from flamingock_provider.exceptions import ConfigurationError, RehearsalRefusedError, UnitExecutionError, UsageError
 
 # target kind (TargetSession.kind) -> "module:function(session) -> facts"; a kind not here is not snapshotted.
 SNAPSHOTS: dict[str, str] = {
@@ -82,6 +84,7 @@ def rehearse_pipeline(
     pipeline_dir: str | os.PathLike[str],
     scratch: Mapping[str, str] | None = None,
     *,
+    member: str | None = None,
     pipeline: Pipeline | None = None,
     run: RunInfo | None = None,
     renderer: StringRenderer | None = None,
@@ -89,15 +92,17 @@ def rehearse_pipeline(
 ) -> RehearsalReport:
     """Rehearse the pending units of a pipeline on the ``scratch`` connections (target name -> conn id).
 
-    ``scratch`` adds to (and overrides, per target) pipeline.yaml's ``rehearsal.scratch``.
+    ``scratch`` adds to (and overrides, per target) pipeline.yaml's ``rehearsal.scratch``. A fleet is
+    rehearsed for one ``member``: the units pending in its own trail, its targets' settings (e.g. a
+    MongoDB database name) on the scratch connections; every member's connections count as real.
     """
     pipeline = pipeline if pipeline is not None else load_pipeline(pipeline_dir)
     scratch = {**pipeline.rehearsal_scratch, **(scratch or {})}
     check_scratch_names(pipeline, scratch)
-    decisions = _real_decisions(pipeline_dir, pipeline)
+    pipeline, decisions, fleet_targets = _real_decisions(pipeline_dir, pipeline, member)
     pending = [d.unit for d in decisions if d.action is NextAction.APPLY and not d.reconcile]
     check_scratch_complete(pipeline, pending, scratch)
-    check_scratch_not_real(pipeline, scratch)
+    check_scratch_not_real(pipeline, scratch, fleet_targets)
     remapped = scratch_pipeline(pipeline, scratch)
     factory = targets or cast(TargetFactory, _load(TARGETS))
     with _throwaway_engine(remapped, os.fspath(pipeline_dir), run, renderer, factory) as engine:
@@ -122,9 +127,22 @@ def _target_name(pipeline: Pipeline, unit: ChangeUnit) -> str:
     return config.name
 
 
-def _real_decisions(pipeline_dir: str | os.PathLike[str], pipeline: Pipeline) -> list[Decision]:
-    """The real pipeline's plan, read without its lease; a blocked or running unit stops the rehearsal."""
+def _real_decisions(
+    pipeline_dir: str | os.PathLike[str], pipeline: Pipeline, member: str | None
+) -> tuple[Pipeline, list[Decision], dict[str, TargetConfig]]:
+    """The real pipeline's (or fleet member's) plan, read without its lease, and every member's own targets.
+
+    A blocked or running unit stops the rehearsal; so does a fleet without ``member`` (whose trail?).
+    """
     with open_workspace(pipeline_dir, pipeline=pipeline) as ws:
+        members = ws.members()
+        if member is None and pipeline.fleet is not None:
+            raise UsageError(
+                f"pipeline {pipeline.id!r} is a fleet: a rehearsal runs one member's pending units; give --member "
+                f"NAME (members: {', '.join(m.name for m in members)}); nothing was run"
+            )
+        if member is not None:
+            ws = ws.for_member(member, members)
         snapshot, holder = ws.observe()
         engine = ws.engine(targets=_no_real_target)
         decisions = engine.plan(snapshot, live_token=holder.token if holder else None)
@@ -135,7 +153,10 @@ def _real_decisions(pipeline_dir: str | os.PathLike[str], pipeline: Pipeline) ->
             f"pipeline {pipeline.id!r}: a rehearsal runs what apply would run, and apply cannot go past {listed}; "
             f"resolve it (see `flamingock status`), then rehearse again; nothing was run"
         )
-    return decisions
+    fleet_targets = {f"target {t.name!r} of member {m.name!r}": t for m in members for t in m.targets.values()}
+    if members:  # the pipeline.yaml targets, which a member that maps no connection of its own uses
+        fleet_targets.update({f"target {t.name!r} of pipeline.yaml": t for t in pipeline.targets.values()})
+    return ws.pipeline, decisions, fleet_targets
 
 
 def _no_real_target(config: TargetConfig) -> TargetSession:
@@ -173,18 +194,24 @@ def check_scratch_complete(pipeline: Pipeline, pending: Sequence[ChangeUnit], sc
         )
 
 
-def check_scratch_not_real(pipeline: Pipeline, scratch: Mapping[str, str]) -> None:
-    """Refuse a scratch connection that is, or reaches the same system as, a real target or the audit store."""
+def check_scratch_not_real(
+    pipeline: Pipeline, scratch: Mapping[str, str], others: Mapping[str, TargetConfig] | None = None
+) -> None:
+    """Refuse a scratch connection that is, or reaches the same system as, a real target or the audit store.
+
+    ``others``: more real targets by what to call them (a fleet's members' own connections).
+    """
     get_connection, identity = _load(CONNECTIONS), _load(IDENTITY)
     real: dict[Any, str] = {}
-    for config in pipeline.targets.values():
-        real[config.conn_id] = f"target {config.name!r}"
+    named = {**(others or {}), **{f"target {c.name!r}": c for c in pipeline.targets.values()}}
+    for what, config in named.items():
+        real[config.conn_id] = what
         try:
             conn = get_connection(config.conn_id)
         except ConfigurationError as err:  # e.g. a CI box with scratch connections only: nothing here reaches it
-            log.warning("rehearsal: target %r: %s; compared by conn id only", config.name, err)
+            log.warning("rehearsal: %s: %s; compared by conn id only", what, err)
             continue
-        real[identity(conn, config.database)] = f"target {config.name!r}"
+        real[identity(conn, config.database)] = what
     audit = pipeline.audit
     if audit.conn_id is not None:
         real[audit.conn_id] = "the audit store"

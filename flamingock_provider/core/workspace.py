@@ -126,6 +126,28 @@ def _cli_variables(run: RunInfo) -> dict[str, Any]:
     return {"params": dict(run.params), "run_id": run.execution_id, "ds": today.date().isoformat(), "env": {}}
 
 
+def fleet_members(pipeline: Pipeline) -> tuple[Member, ...]:
+    """A fleet's members: inline, or read now from its Airflow Variable (``()`` outside a fleet)."""
+    fleet = pipeline.fleet
+    if fleet is None:
+        return ()
+    if fleet.members is not None:
+        return fleet.members
+    assert fleet.variable is not None
+    return members_from_json(_load(VARIABLES)(fleet.variable), fleet.variable, pipeline.targets)
+
+
+def member_view(pipeline: Pipeline, member: Member | str, members: Sequence[Member] | None = None) -> Pipeline:
+    """The pipeline as the fleet member ``member`` (a name: looked up in ``members``, else the fleet's) sees it."""
+    if isinstance(member, str):
+        if pipeline.fleet is None:
+            raise UsageError(
+                f"--member {member!r}: pipeline {pipeline.id!r} has no 'fleet:' in pipeline.yaml; drop --member"
+            )
+        member = find_member(fleet_members(pipeline) if members is None else members, member)
+    return member_pipeline(pipeline, member)
+
+
 @dataclass
 class Workspace:
     """A loaded pipeline with its audit store and lease backend, closed together."""
@@ -188,23 +210,11 @@ class Workspace:
 
     def members(self) -> tuple[Member, ...]:
         """The fleet's members: inline, or read now from the Airflow Variable (``()`` outside a fleet)."""
-        fleet = self.pipeline.fleet
-        if fleet is None:
-            return ()
-        if fleet.members is not None:
-            return fleet.members
-        assert fleet.variable is not None
-        return members_from_json(_load(VARIABLES)(fleet.variable), fleet.variable, self.pipeline.targets)
+        return fleet_members(self.pipeline)
 
     def for_member(self, member: Member | str, members: Sequence[Member] | None = None) -> Workspace:
         """This workspace as one member sees it: its targets, audit trail ``<pipeline>@<member>``, its lease."""
-        if isinstance(member, str):
-            if self.pipeline.fleet is None:
-                raise UsageError(
-                    f"--member {member!r}: pipeline {self.pipeline.id!r} has no 'fleet:' in pipeline.yaml; drop --member"
-                )
-            member = find_member(self.members() if members is None else members, member)
-        return replace(self, pipeline=member_pipeline(self.pipeline, member))
+        return replace(self, pipeline=member_view(self.pipeline, member, members))
 
     def check_connections(self) -> None:
         """Fail naming the member and the target when one of a member's own connections is not defined."""

@@ -1,13 +1,19 @@
-"""The example pipelines on MongoDB (catalog), AWS + HTTP (lake) and Kafka (events) run through real Airflow."""
+"""The example pipelines on MongoDB (catalog), AWS + HTTP (lake) and Kafka (events) run through real Airflow.
+
+The fleet example (tenants: three SQLite databases) rolls out through the CLI.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from flamingock_provider import commands
+from flamingock_provider.cli.main import main
 from tests.conftest import REPO
 from tests.fixtures.airflow_dags import load_dag, run_dag
 from tests.fixtures.http_api import HttpApi
@@ -61,3 +67,32 @@ def test_events_example_runs_through_airflow(
     assert_all_applied(run.tasks, folder)
     assert kafka.topics()["clickstream"] == 6 and "orders.v1.dlq" in kafka.topics()
     assert kafka.config("clickstream")["retention.ms"] == "259200000"
+
+
+def test_tenants_fleet_example_validates_and_rolls_out_to_every_tenant_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = REPO / "dags" / "changes" / "tenants"
+    monkeypatch.setenv("AIRFLOW_CONN_FLAMINGOCK_AUDIT", f"sqlite:///{tmp_path / 'audit.db'}")
+    tenants = ("acme", "globex", "initech")
+    for name in tenants:
+        monkeypatch.setenv(f"AIRFLOW_CONN_TENANT_{name.upper()}_DB", f"sqlite:///{tmp_path / (name + '.db')}")
+    report = commands.validate(folder)
+    assert report["ok"] and report["warnings"] == [], report
+
+    assert main(["apply", str(folder), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["waves"] == [["acme"], ["globex", "initech"]] and doc["halted_after_wave"] is None
+    assert {r["member"]: r["applied"] for r in doc["members"]} == {
+        name: ["create-accounts", "accounts-by-email-index", "backfill-free-plan"] for name in tenants
+    }
+    for name in tenants:
+        with sqlite3.connect(tmp_path / f"{name}.db") as conn:
+            indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'accounts'")}
+        assert {"accounts", "ix_accounts_email"} <= indexes
+
+    assert main(["status", str(folder), "--json"]) == 0
+    matrix = json.loads(capsys.readouterr().out)
+    cells = {(r["member"], c["id"]): (c["state"], c["action"]) for r in matrix["members"] for c in r["changes"]}
+    assert len(cells) == 9 and set(cells.values()) == {("APPLIED", "skip")}
+    assert all(r["lock"] is None for r in matrix["members"])

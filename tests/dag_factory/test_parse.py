@@ -191,5 +191,5 @@ def test_repo_dags_folder_has_zero_import_errors() -> None:
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert {"flamingock_warehouse", "flamingock_events", "etl_with_changes"} <= set(bag.dags)
+    assert {"flamingock_warehouse", "flamingock_events", "flamingock_tenants", "etl_with_changes"} <= set(bag.dags)
     assert all(not Path(path).parent.name.startswith("0") for path in bag.file_last_changed)  # units are not DAG files

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+OUTCOME_KEY = "outcome"
+
+
 def wave_key(number: int) -> str:
     """The wave's task group id, and the XCom key of its member list."""
     return f"wave_{number}"
@@ -140,6 +143,8 @@ class FlamingockFleetReportOperator(BaseOperator):
             len(blocked),
             len(missing),
         )
+        outcome = {"failed": failed, "blocked": blocked, "not_run": missing}
+        ti.xcom_push(key=OUTCOME_KEY, value=outcome)  # what the report says, for the XCom tab and for callers
         if failed or blocked or missing:
             parts = (
                 ["failed: " + ", ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items())]

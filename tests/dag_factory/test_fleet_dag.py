@@ -65,6 +65,17 @@ def started(dag_id: str, run_id: str) -> set[str]:
         return {f"{ti.task_id}[{ti.map_index}]" for ti in tis if ti.map_index >= 0 and ti.pid is not None}
 
 
+def report_outcome(dag_id: str, run_id: str) -> Any:
+    """What the fleet's report task said of the run (XCom ``outcome``)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id, task_id="report", key="outcome").one()
+        value = row.value
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def applied(tmp_path: Path, name: str) -> Any:
     with sqlite3.connect(tmp_path / f"{name}.db") as conn:
         try:
@@ -142,8 +153,15 @@ def test_halt_stops_later_waves_after_a_failed_canary_and_continue_finishes_them
     assert canary["canary"]["wave_1.release"] == "success"  # the lease is released whatever failed
     assert run.tasks["report"] == "failed" and run.tasks["wave_2_members"] == "upstream_failed"
     assert applied(tmp_path, "b") is None and applied(tmp_path, "c") is None
-    held = commands.status(changes / "fleethalt", member="canary")["lock"]
-    assert held is None
+    assert commands.status(changes / "fleethalt", member="canary")["lock"] is None  # released whatever failed
+    assert report_outcome(dag.dag_id, run.run_id) == {
+        "failed": {"canary": ["main.apply_a", "main.rollback"]},
+        "blocked": {},
+        "not_run": ["b", "c"],
+    }
+    blocked = run_dag(dag)  # the canary's rollback failed: its change is blocked until `flamingock fix`
+    assert blocked.state == "failed"
+    assert report_outcome(dag.dag_id, blocked.run_id)["blocked"] == {"canary": ["a"]}
 
     # on_error: continue: every wave starts whatever the waves before it did, and the report still fails
     # the run; a member whose connection is missing fails alone, with a message naming it and the target.

@@ -71,3 +71,15 @@ def test_nothing_needing_approval_passes_straight_through(changes: Path, sqlite_
     entries = commands.history(folder)["entries"]
     assert len(entries) == 4 and all(e["approved_by"] is None and e["approval_note"] is None for e in entries)
     assert all(e["bundle_version"] is None for e in entries)  # the DAGs folder is a LocalDagBundle: unversioned
+
+
+def test_a_fleet_member_is_asked_in_its_own_wave_group(tmp_path: Path) -> None:
+    """Each member's approval is its own map index of ``wave_<n>.approve`` (a canary is approved first)."""
+    fleet = "fleet:\n  members:\n    - {name: acme, targets: {warehouse: acme_db}}\n  waves: [1, rest]\n"
+    yaml = WAREHOUSE_PIPELINE + "approval: {required: destructive}\n" + fleet
+    dag = build_dag(write_tree(tmp_path / "gatedfleet", {"pipeline.yaml": yaml, **UNITS}))
+    for wave in ("wave_1", "wave_2"):
+        approve = dag.get_task(f"{wave}.approve")
+        assert set(approve.upstream_task_ids) == {f"{wave}.plan", f"{wave}_members"}  # the list it maps over
+        assert approve.task_group.group_id == wave and type(approve.task_group).__name__ == "MappedTaskGroup"
+        assert dag.get_task(f"{wave}.schema.apply_a").approve_task_id == f"{wave}.approve"

@@ -83,7 +83,6 @@ def build_fleet_tasks(pipeline: Pipeline, pipeline_dir: str, build_member: Build
         pipeline_id=pipeline.id,
         members_task_id=members.task_id,
         waves=len(fleet.waves),
-        dir_hint=pipeline.path.name if pipeline.path else "DIR",
     )
     for before in framing:
         before >> report

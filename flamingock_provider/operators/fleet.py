@@ -95,9 +95,7 @@ class FlamingockFleetReportOperator(BaseOperator):
 
     ui_color = "#fde7e9"
 
-    def __init__(
-        self, *, pipeline_id: str, members_task_id: str, waves: int, dir_hint: str = "DIR", **kwargs: Any
-    ) -> None:
+    def __init__(self, *, pipeline_id: str, members_task_id: str, waves: int, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         kwargs.setdefault("retries", 0)
         given = "outlets" in kwargs
@@ -105,7 +103,6 @@ class FlamingockFleetReportOperator(BaseOperator):
         self.pipeline_id = pipeline_id
         self.members_task_id = members_task_id
         self.waves = waves
-        self.dir_hint = dir_hint
         if not given:
             self.outlets = [pipeline_asset(pipeline_id)]
 
@@ -146,26 +143,7 @@ class FlamingockFleetReportOperator(BaseOperator):
         outcome = {"failed": failed, "blocked": blocked, "not_run": missing}
         ti.xcom_push(key=OUTCOME_KEY, value=outcome)  # what the report says, for the XCom tab and for callers
         if failed or blocked or missing:
-            parts = (
-                ["failed: " + ", ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items())]
-                if failed
-                else []
-            )
-            parts += (
-                [
-                    "blocked: "
-                    + ", ".join(f"{name} (change {', '.join(ids)})" for name, ids in blocked.items())
-                    + f"; see `flamingock status {self.dir_hint} --member NAME` for the fix command"
-                ]
-                if blocked
-                else []
-            )
-            parts += (
-                [f"not run (an earlier wave failed, or its tasks did not finish): {', '.join(missing)}"]
-                if missing
-                else []
-            )
-            raise AirflowFailException(f"fleet {action}: " + "; ".join(parts) + "; see each member's task logs")
+            raise AirflowFailException(report_message(action, failed, blocked, missing))
         if not action_rule(action).emits_asset:
             self.outlets = []  # Airflow records an event for each outlet of a task that succeeds
         return {"pipeline": self.pipeline_id, "action": action, "members": names}
@@ -180,6 +158,24 @@ class FlamingockFleetReportOperator(BaseOperator):
                 continue
             found[(int(head[5:]), map_index)].append((task_id, str(crumb["state"])))
         return found
+
+
+def report_message(
+    action: str, failed: Mapping[str, Sequence[str]], blocked: Mapping[str, Sequence[str]], missing: Sequence[str]
+) -> str:
+    """Why a fleet run failed: the members that failed (their failed tasks), were blocked, were not run."""
+    parts = []
+    if failed:
+        parts.append("failed: " + ", ".join(f"{name} ({', '.join(tasks)})" for name, tasks in failed.items()))
+    if blocked:
+        shown = ", ".join(f"{name} (change {', '.join(ids)})" for name, ids in blocked.items())
+        parts.append(
+            f"blocked: {shown}: the blocked task's log and `flamingock status PIPELINE_DIR --member NAME` give "
+            "the exact `flamingock fix` command"
+        )
+    if missing:
+        parts.append(f"not run (an earlier wave failed, or its tasks did not finish): {', '.join(missing)}")
+    return f"fleet {action}: " + "; ".join(parts) + "; see each member's task logs"
 
 
 def _values(pulled: Any) -> list[Mapping[str, Any]]:

@@ -223,8 +223,11 @@ def test_lost_lease_stops_the_run_before_the_next_unit(tmp_path: Path, sqlite_ta
     assert commands.status(pipe)["lock"]["owner"] == "cli/thief/1/x"  # the loser released nothing
     with sqlite3.connect(sqlite_target) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'next'").fetchall() == []
+    (pipe / "pipeline.yaml").write_text(
+        TARGET + FAST_LEASE.replace("wait_timeout_seconds: 30", "wait_timeout_seconds: 1")
+    )
     proc = cli(pipe, "apply")
-    assert proc.returncode == 3  # the thief still holds it
+    assert proc.returncode == 3  # the thief still holds it (waiting 1 s for it, not 30)
 
 
 def test_cli_reports_lease_lost_with_exit_1(tmp_path: Path, sqlite_target: Path) -> None:

@@ -225,6 +225,20 @@ def execute_cost(server: AirflowServer, client: AirflowClient, repeat: int) -> l
     return found
 
 
+def failed_logs(server: AirflowServer, client: AirflowClient, dag_id: str, run_id: str, chars: int = 3000) -> str:
+    """The task states of a run and the log tail of each task that did not succeed (why a bench run failed)."""
+    states = client.task_states(dag_id, run_id)
+    shown = [f"task states: {states}"]
+    for task_id, state in states.items():
+        if state not in ("success", "skipped"):
+            folder = (
+                server.root / "airflow_home" / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+            )
+            for log in sorted(folder.glob("attempt=*.log")):
+                shown.append(f"--- {task_id} ({state}) {log.name}:\n{log.read_text(errors='replace')[-chars:]}")
+    return "\n".join(shown)
+
+
 def lock_latency(server: AirflowServer, client: AirflowClient, mode: str, poke: float, repeat: int) -> tuple[str, ...]:
     name = f"bench_lock_{mode}"
     dag_id = deploy(
@@ -245,7 +259,9 @@ def lock_latency(server: AirflowServer, client: AirflowClient, mode: str, poke: 
             time.sleep(poke * 1.5)  # steady waiting, not the first try
             released = time.time()
             store.release(name, HOLDER, held.token)
-            assert client.wait_for_run(dag_id, run_id, timeout=300) == "success"
+            state = client.wait_for_run(dag_id, run_id, timeout=300)
+            if state != "success":
+                raise RuntimeError(f"the {mode} lock run ended {state}:\n{failed_logs(server, client, dag_id, run_id)}")
             tis = {ti["task_id"]: ti for ti in client.task_instances(dag_id, run_id)}
             to_lock.append(epoch(tis["lock"]["end_date"]) - released)
             to_plan.append(epoch(tis["plan"]["start_date"]) - released)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, task_group
+from airflow.sdk import BaseOperator, TaskGroup, task_group
 from airflow.sdk.definitions.xcom_arg import XComArg
 
 from flamingock_provider.core.model import OnError, Pipeline
@@ -51,6 +51,7 @@ def build_fleet_tasks(pipeline: Pipeline, pipeline_dir: str, build_member: Build
     rule = "none_failed" if fleet.on_error is OnError.HALT else "all_done"
     previous: list[BaseOperator] = [members]
     framing: list[BaseOperator] = [members]
+    groups: list[str] = []
     group_args = {
         "max_active_tis_per_dagrun": fleet.max_parallel,
         "weight_rule": "upstream",
@@ -75,14 +76,16 @@ def build_fleet_tasks(pipeline: Pipeline, pipeline_dir: str, build_member: Build
             tooltip=f"wave {number} ({fleet.waves[number - 1]}): one map index per member",
             default_args=group_args,
         )(member_tasks)
-        group.expand(member=XComArg(wave))
+        mapped = group.expand(member=XComArg(wave))
+        assert isinstance(mapped, TaskGroup) and mapped.group_id is not None
+        groups.append(mapped.group_id)  # prefixed by any TaskGroup around it (build_task_group)
         previous = [leaves[0]]  # complete: the member's run finished without a failure
         framing += [wave, *leaves]
     report = FlamingockFleetReportOperator(
         task_id="report",
         pipeline_id=pipeline.id,
         members_task_id=members.task_id,
-        waves=len(fleet.waves),
+        wave_groups=groups,
     )
     for before in framing:
         before >> report

@@ -95,21 +95,23 @@ class FlamingockFleetReportOperator(BaseOperator):
 
     ui_color = "#fde7e9"
 
-    def __init__(self, *, pipeline_id: str, members_task_id: str, waves: int, **kwargs: Any) -> None:
+    def __init__(self, *, pipeline_id: str, members_task_id: str, wave_groups: Sequence[str], **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         kwargs.setdefault("retries", 0)
         given = "outlets" in kwargs
         super().__init__(**kwargs)
         self.pipeline_id = pipeline_id
         self.members_task_id = members_task_id
-        self.waves = waves
+        self.wave_groups = list(wave_groups)  # each wave's task group id (prefixed inside a user's TaskGroup)
         if not given:
             self.outlets = [pipeline_asset(pipeline_id)]
 
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         action = run_request(context).action
-        waves = [ti.xcom_pull(task_ids=self.members_task_id, key=wave_key(n)) for n in range(1, self.waves + 1)]
+        waves = [
+            ti.xcom_pull(task_ids=self.members_task_id, key=wave_key(n)) for n in range(1, len(self.wave_groups) + 1)
+        ]
         if waves and waves[0] is None:
             raise AirflowFailException("the members task handed on no member list; see its log")
         finished = self._finished(ti)
@@ -117,7 +119,7 @@ class FlamingockFleetReportOperator(BaseOperator):
         blocked: dict[str, list[str]] = {}
         missing: list[str] = []
         for number, wave in enumerate(waves, start=1):
-            group = f"{wave_key(number)}."
+            group = f"{self.wave_groups[number - 1]}."
             plans = {row.get("member"): row for row in _values(ti.xcom_pull(task_ids=f"{group}plan"))}
             for index, data in enumerate(wave or []):
                 name = data["name"]
@@ -150,13 +152,15 @@ class FlamingockFleetReportOperator(BaseOperator):
 
     def _finished(self, ti: Any) -> dict[tuple[int, int], list[tuple[str, str]]]:
         """(wave, map index) -> [(task id, state)] of the run's finished task instances in the wave groups."""
+        prefixes = [(f"{group}.", number) for number, group in enumerate(self.wave_groups, start=1)]
         found: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
         for crumb in ti.get_task_breadcrumbs(dag_id=ti.dag_id, run_id=ti.run_id):
             task_id, map_index = str(crumb["task_id"]), int(crumb["map_index"])
-            head, _, rest = task_id.partition(".")
-            if map_index < 0 or not rest or not head.startswith("wave_") or not head[5:].isdigit():
+            if map_index < 0:
                 continue
-            found[(int(head[5:]), map_index)].append((task_id, str(crumb["state"])))
+            for prefix, number in prefixes:
+                if task_id.startswith(prefix):
+                    found[(number, map_index)].append((task_id, str(crumb["state"])))
         return found
 
 

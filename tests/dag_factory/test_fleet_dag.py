@@ -181,3 +181,20 @@ def test_halt_stops_later_waves_after_a_failed_canary_and_continue_finishes_them
     assert tasks["c"]["wave_2.lock"] == "failed" and "wave_2.plan" in tasks["c"]
     assert applied(tmp_path, "c") is None
     assert commands.history(changes / "fleetgoon", member="b")["entries"][-1]["state"] == "APPLIED"
+
+
+def test_a_fleet_inside_a_user_dag_keeps_its_waves_and_report_under_the_group(tmp_path: Path) -> None:
+    """build_task_group of a fleet: the report finds each wave's group under the user's TaskGroup prefix."""
+    from airflow.sdk import DAG
+
+    from flamingock_provider import build_task_group
+
+    folder = make_pipeline(tmp_path, "fleetetl", UNITS, fleet_yaml())
+    with DAG(dag_id="etl", schedule=None) as dag:
+        group = build_task_group(folder)
+    report = dag.get_task("flamingock_fleetetl.report")
+    assert report.wave_groups == [f"flamingock_fleetetl.wave_{n}" for n in (1, 2, 3)]
+    assert {t.task_id for t in group.get_leaves()} >= {"flamingock_fleetetl.report"}
+    plan = dag.get_task("flamingock_fleetetl.wave_2.plan")
+    assert plan.lock_task_id == "flamingock_fleetetl.wave_2.lock"
+    assert type(dag.task_group_dict["flamingock_fleetetl.wave_2"]).__name__ == "MappedTaskGroup"

@@ -274,7 +274,13 @@ class FlamingockTaskMixin:
         if data is None:
             return None
         if not isinstance(data, Mapping) and hasattr(data, "resolve"):
-            data = data.resolve(context)  # unrendered: a failure callback run outside the worker
+            try:  # unrendered: a failure callback run outside the worker
+                data = data.resolve(context)
+            except Exception as err:  # the wave's list (an XCom) is out of reach here
+                raise ConfigurationError(
+                    f"task {getattr(self, 'task_id', '?')}: its fleet member could not be resolved outside the "
+                    f"worker ({type(err).__name__}: {err}); run `flamingock status PIPELINE_DIR --member NAME`"
+                ) from err
         return member_from_json(pipeline, data)
 
     def renderer(self, context: Context) -> StringRenderer:

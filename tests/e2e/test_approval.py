@@ -8,6 +8,7 @@ needs approval passes straight through; ``destructive`` asks only for destructiv
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ def wait_for_question(client: AirflowClient, dag_id: str, run_id: str) -> dict[s
 
 
 def answer(client: AirflowClient, dag_id: str, run_id: str, option: str, note: str = "") -> None:
+    """Answer as a person would: seconds after the question, not within the scheduler's next loop.
+
+    An answer in the same second as the question races Airflow 3.3 itself: the scheduler re-queues the
+    task for the answer, then handles the executor's late "success" event of the process that asked and
+    marks the task failed ("state changed externally"). Seen in about half the runs before this wait.
+    """
+    time.sleep(3)
     response = client.http.patch(
         hitl_path(dag_id, run_id), json={"chosen_options": [option], "params_input": {"note": note}}
     )
